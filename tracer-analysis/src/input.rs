@@ -1,0 +1,121 @@
+//! What the tracer feeds the analysis, already symbolized.
+//!
+//! These types are the whole contract with the probe side: everything the
+//! analysis knows arrives as an [`Input`], so replaying a recorded list of inputs
+//! reproduces a report exactly.
+
+use serde::Serialize;
+
+/// One source location of a goroutine's stack.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+pub struct Frame {
+    /// Fully qualified Go name, as the runtime prints it (`main.(*T).run.func1`).
+    pub function: String,
+    pub file: String,
+    pub line: u32,
+}
+
+impl Frame {
+    pub fn new(function: impl Into<String>, file: impl Into<String>, line: u32) -> Self {
+        Frame {
+            function: function.into(),
+            file: file.into(),
+            line,
+        }
+    }
+}
+
+/// What a goroutine waits on, as far as the probes could tell.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Object {
+    Channel {
+        addr: u64,
+        elem_type: Option<String>,
+    },
+    /// A send or receive on a nil channel: it can never complete.
+    NilChannel,
+    Mutex {
+        addr: u64,
+    },
+    RwMutex {
+        addr: u64,
+    },
+    WaitGroup {
+        addr: u64,
+    },
+    Semaphore {
+        addr: u64,
+    },
+    Select {
+        cases: u32,
+    },
+    None,
+}
+
+/// A goroutine that is parked, with everything needed to explain it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Parked {
+    pub goid: u64,
+    /// Go's own wording (`chan send`, `sync.Mutex.Lock`, ...), shown verbatim.
+    pub wait_reason: String,
+    /// `CLOCK_MONOTONIC` nanoseconds when it parked.
+    pub since_ns: u64,
+    /// False when `since_ns` is only an estimate (goroutines parked before attach).
+    pub exact: bool,
+    pub object: Object,
+    /// Innermost first, runtime frames included.
+    pub frames: Vec<Frame>,
+    /// Entry function of the goroutine, e.g. `main.worker`.
+    pub start_function: Option<String>,
+    /// The `go` statement that created it.
+    pub created_by: Option<Frame>,
+    pub parent_goid: Option<u64>,
+}
+
+/// One observation about the target, in the order the tracer saw them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Input {
+    /// Every goroutine parked right now, read from the target's memory when the
+    /// tracer attaches (also parked-before-attach ones). Non-parked goroutines are
+    /// simply absent; `total_goroutines` counts all live ones.
+    Snapshot {
+        ts_ns: u64,
+        parked: Vec<Parked>,
+        total_goroutines: u64,
+    },
+    Park {
+        ts_ns: u64,
+        parked: Parked,
+    },
+    /// A parked goroutine was made runnable. `parked_ns` is exact when the park was
+    /// seen by a probe, else `None`.
+    Ready {
+        ts_ns: u64,
+        goid: u64,
+        waker_goid: Option<u64>,
+        parked_ns: Option<u64>,
+    },
+    Exit {
+        ts_ns: u64,
+        goid: u64,
+    },
+    /// Target process exited (run mode): every goroutine still parked is "parked
+    /// at exit".
+    TargetExit {
+        ts_ns: u64,
+    },
+}
+
+impl Input {
+    /// When the tracer observed it; the model's clock only moves through these.
+    pub fn ts_ns(&self) -> u64 {
+        match self {
+            Input::Snapshot { ts_ns, .. }
+            | Input::Park { ts_ns, .. }
+            | Input::Ready { ts_ns, .. }
+            | Input::Exit { ts_ns, .. }
+            | Input::TargetExit { ts_ns } => *ts_ns,
+        }
+    }
+}

@@ -1,0 +1,130 @@
+//! DWARF of the target: loaded once (Go 1.26 compresses it), then used for struct
+//! offsets here and for PC-to-line lookups in [`crate::lines`].
+use crate::InspectError;
+use crate::binary::Binary;
+use gimli::Reader as _;
+use gimli::{EndianRcSlice, LittleEndian};
+use object::{Object as _, ObjectSection as _};
+use std::collections::HashMap;
+use std::rc::Rc;
+
+pub type Reader = EndianRcSlice<LittleEndian>;
+pub type Dwarf = gimli::Dwarf<Reader>;
+
+/// Loads the DWARF sections, decompressing them. `None` when the binary has none
+/// (built with `-ldflags=-w`).
+pub fn load(bin: &Binary) -> Result<Option<Dwarf>, InspectError> {
+    let obj = bin.object()?;
+    if obj.section_by_name(".debug_info").is_none() {
+        return Ok(None);
+    }
+    let err = |reason: String| InspectError::Dwarf {
+        path: bin.path().to_path_buf(),
+        reason,
+    };
+    let load = |id: gimli::SectionId| -> Result<Reader, InspectError> {
+        let data = match obj.section_by_name(id.name()) {
+            Some(sec) => sec
+                .uncompressed_data()
+                .map_err(|e| err(format!("{}: {e}", id.name())))?,
+            None => std::borrow::Cow::Borrowed(&[][..]),
+        };
+        Ok(EndianRcSlice::new(Rc::from(&*data), LittleEndian))
+    };
+    let dwarf = gimli::Dwarf::load(load)?;
+    Ok(Some(dwarf))
+}
+
+/// Byte offsets of the fields of the named struct types, for the fields asked for.
+/// Nested fields are named with a dot (`sched.pc` is `sched` plus `pc` in `gobuf`).
+/// Walks type DIEs only until every requested struct is found.
+pub fn member_offsets(
+    dwarf: &Dwarf,
+    wanted: &[(&str, &[&str])],
+) -> Result<HashMap<String, u64>, gimli::Error> {
+    // struct name -> (field name -> (offset, type offset))
+    let mut structs: HashMap<String, HashMap<String, (u64, Option<gimli::UnitOffset>)>> =
+        HashMap::new();
+    let mut needed: Vec<String> = wanted.iter().map(|(s, _)| s.to_string()).collect();
+    // Nested struct types (e.g. runtime.gobuf) are needed too.
+    for extra in ["runtime.gobuf"] {
+        if !needed.iter().any(|n| n == extra) {
+            needed.push(extra.to_string());
+        }
+    }
+    let mut units = dwarf.units();
+    while let Some(header) = units.next()? {
+        if needed.iter().all(|n| structs.contains_key(n)) {
+            break;
+        }
+        let unit = dwarf.unit(header)?;
+        let mut entries = unit.entries();
+        let mut current: Option<String> = None;
+        let mut current_depth = 0isize;
+        let mut depth = 0isize;
+        while let Some((delta, entry)) = entries.next_dfs()? {
+            depth += delta;
+            if current.is_some() && depth <= current_depth {
+                current = None;
+            }
+            match entry.tag() {
+                gimli::DW_TAG_structure_type => {
+                    let Some(name) = entry.attr_value(gimli::DW_AT_name)? else {
+                        continue;
+                    };
+                    let name = dwarf.attr_string(&unit, name)?;
+                    let name = name.to_string_lossy()?.into_owned();
+                    if needed.contains(&name) && !structs.contains_key(&name) {
+                        structs.insert(name.clone(), HashMap::new());
+                        current = Some(name);
+                        current_depth = depth;
+                    }
+                }
+                gimli::DW_TAG_member if current.is_some() && depth == current_depth + 1 => {
+                    let Some(name) = entry.attr_value(gimli::DW_AT_name)? else {
+                        continue;
+                    };
+                    let name = dwarf.attr_string(&unit, name)?.to_string_lossy()?.into_owned();
+                    let off = match entry.attr_value(gimli::DW_AT_data_member_location)? {
+                        Some(gimli::AttributeValue::Udata(v)) => v,
+                        Some(gimli::AttributeValue::Data1(v)) => v as u64,
+                        Some(gimli::AttributeValue::Data2(v)) => v as u64,
+                        Some(gimli::AttributeValue::Data4(v)) => v as u64,
+                        Some(gimli::AttributeValue::Data8(v)) => v,
+                        Some(gimli::AttributeValue::Sdata(v)) => v as u64,
+                        _ => continue,
+                    };
+                    if let Some(s) = current.as_ref().and_then(|c| structs.get_mut(c)) {
+                        s.insert(name, (off, None));
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+    let mut out = HashMap::new();
+    for (sname, fields) in wanted {
+        let Some(members) = structs.get(*sname) else {
+            continue;
+        };
+        for field in *fields {
+            let mut parts = field.split('.');
+            let first = parts.next().unwrap_or_default();
+            let Some(&(mut off, _)) = members.get(first) else {
+                continue;
+            };
+            let mut ok = true;
+            // Only gobuf nests in what the tracer reads.
+            for part in parts {
+                match structs.get("runtime.gobuf").and_then(|g| g.get(part)) {
+                    Some(&(o, _)) => off += o,
+                    None => ok = false,
+                }
+            }
+            if ok {
+                out.insert(format!("{sname}.{field}"), off);
+            }
+        }
+    }
+    Ok(out)
+}

@@ -1,0 +1,49 @@
+//! PC -> function, file and line, with inlined frames, parsed lazily (addr2line only
+//! reads the units a lookup touches).
+use crate::dwarf::{Dwarf, Reader};
+use serde::Serialize;
+
+/// One source frame. An inlined call yields several frames for one PC, innermost first.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+pub struct SourceFrame {
+    pub function: String,
+    pub file: String,
+    pub line: u32,
+}
+
+pub struct Lines {
+    ctx: addr2line::Context<Reader>,
+}
+
+impl Lines {
+    pub fn new(dwarf: Dwarf) -> Result<Self, gimli::Error> {
+        Ok(Self {
+            ctx: addr2line::Context::from_dwarf(dwarf)?,
+        })
+    }
+
+    /// Frames for `pc` (a link-time address), innermost (inlined) first.
+    pub fn frames(&self, pc: u64) -> Vec<SourceFrame> {
+        let mut out = Vec::new();
+        let Ok(mut frames) = self.ctx.find_frames(pc).skip_all_loads() else {
+            return out;
+        };
+        while let Ok(Some(frame)) = frames.next() {
+            let function = frame
+                .function
+                .as_ref()
+                .and_then(|f| f.raw_name().ok().map(|n| n.into_owned()))
+                .unwrap_or_else(|| "?".into());
+            let (file, line) = frame
+                .location
+                .map(|l| (l.file.unwrap_or("?").to_string(), l.line.unwrap_or(0)))
+                .unwrap_or_else(|| ("?".into(), 0));
+            out.push(SourceFrame {
+                function,
+                file,
+                line,
+            });
+        }
+        out
+    }
+}

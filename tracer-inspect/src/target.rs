@@ -1,0 +1,326 @@
+//! [`TargetInfo`]: everything the rest of the tracer needs to know about the target,
+//! gathered in one pass and then immutable.
+use crate::binary::{Binary, Symbol};
+use crate::lines::{Lines, SourceFrame};
+use crate::memory::Memory;
+use crate::{InspectError, dwarf, process, prologue, waitreasons};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+/// Runtime functions the probes go on. Alternatives are tried in order (names moved
+/// between Go versions).
+pub const PROBED_FUNCS: &[(&str, &[&str])] = &[
+    ("gopark", &["runtime.gopark"]),
+    ("ready", &["runtime.ready"]),
+    ("execute", &["runtime.execute"]),
+    ("goexit0", &["runtime.goexit0"]),
+    ("chansend", &["runtime.chansend"]),
+    ("chanrecv", &["runtime.chanrecv"]),
+    ("selectgo", &["runtime.selectgo"]),
+    ("semacquire1", &["runtime.semacquire1"]),
+    (
+        "lockSlow",
+        &["internal/sync.(*Mutex).lockSlow", "sync.(*Mutex).lockSlow"],
+    ),
+];
+
+const DATA_SYMBOLS: &[&str] = &[
+    "runtime.allgs",
+    "runtime.allglen",
+    "runtime.waitReasonStrings",
+    "runtime.buildVersion",
+];
+
+/// Fields of runtime structs the tracer reads, by `type.field` name.
+pub const FIELDS: &[(&str, &[&str])] = &[
+    (
+        "runtime.g",
+        &[
+            "goid",
+            "atomicstatus",
+            "waitsince",
+            "waitreason",
+            "gopc",
+            "startpc",
+            "parentGoid",
+            "m",
+            "waiting",
+            "sched",
+            "sched.pc",
+            "sched.sp",
+            "sched.bp",
+        ],
+    ),
+    ("runtime.m", &["curg"]),
+    ("runtime.hchan", &["lock", "elemtype", "qcount", "dataqsiz"]),
+    ("runtime.sudog", &["c", "elem", "g"]),
+    ("sync.RWMutex", &["w", "writerSem", "readerSem"]),
+    ("sync.WaitGroup", &["sema"]),
+];
+
+/// A runtime function and where its probe goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RuntimeFunc {
+    /// Short name the plan uses (`gopark`).
+    pub key: String,
+    /// Symbol name in the binary.
+    pub symbol: String,
+    pub vaddr: u64,
+    pub size: u64,
+    /// Offset of the probe from the function entry (past the stack check).
+    pub probe_offset: u64,
+    /// File offset of the probe: what the uprobe attaches to.
+    pub probe_file_offset: u64,
+    pub skipped_stack_check: bool,
+    /// The probed instruction, as the disassembler names it.
+    pub probed_insn: String,
+}
+
+/// Offsets of runtime struct fields in the target's Go version.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StructOffsets(pub HashMap<String, u64>);
+
+impl StructOffsets {
+    pub fn get(&self, name: &str) -> Option<u64> {
+        self.0.get(name).copied()
+    }
+}
+
+pub struct TargetInfo {
+    pub pid: Option<u32>,
+    /// Path the executable is opened through (`/proc/PID/exe` in attach mode).
+    pub exe: PathBuf,
+    pub go_version: String,
+    pub pie: bool,
+    pub funcs: HashMap<String, RuntimeFunc>,
+    pub data: HashMap<String, Symbol>,
+    pub offsets: StructOffsets,
+    pub wait_reasons: Vec<String>,
+    /// Symbols or offsets that were looked for and not found.
+    pub missing: Vec<String>,
+    lines: Option<Lines>,
+    binary: Binary,
+}
+
+impl TargetInfo {
+    /// Inspects a live process.
+    pub fn from_pid(pid: u32) -> Result<Self, InspectError> {
+        let exe = process::exe_path(pid)?;
+        Self::inspect(&exe, Some(pid))
+    }
+
+    /// Inspects an executable that is not running yet (run mode).
+    pub fn from_path(path: &Path) -> Result<Self, InspectError> {
+        Self::inspect(path, None)
+    }
+
+    fn inspect(exe: &Path, pid: Option<u32>) -> Result<Self, InspectError> {
+        let binary = Binary::open(exe)?;
+        let go_version = go_version(&binary).ok_or_else(|| InspectError::NotGo(exe.into()))?;
+        check_version(exe, &go_version)?;
+        let pie = binary.is_pie();
+        let mut missing = Vec::new();
+
+        let mut wanted: Vec<&str> = DATA_SYMBOLS.to_vec();
+        for (_, alts) in PROBED_FUNCS {
+            wanted.extend_from_slice(alts);
+        }
+        let syms = binary.symbols(&wanted)?;
+        if !syms.contains_key("runtime.gopark") {
+            return Err(InspectError::NoSymbols {
+                path: exe.into(),
+                symbol: "runtime.gopark".into(),
+            });
+        }
+        let mut funcs = HashMap::new();
+        for (key, alts) in PROBED_FUNCS {
+            let Some((name, sym)) = alts
+                .iter()
+                .find_map(|n| syms.get(*n).map(|s| (*n, *s)))
+            else {
+                missing.push(alts.join(" | "));
+                continue;
+            };
+            let code = binary.bytes_at(sym.addr, 32.min(sym.size as usize)).unwrap_or(&[]);
+            let place = prologue::placement(code, sym.addr);
+            let Some(file_off) = binary.file_offset(sym.addr + place.offset) else {
+                missing.push(format!("{name} (not in a loadable segment)"));
+                continue;
+            };
+            funcs.insert(
+                key.to_string(),
+                RuntimeFunc {
+                    key: key.to_string(),
+                    symbol: name.to_string(),
+                    vaddr: sym.addr,
+                    size: sym.size,
+                    probe_offset: place.offset,
+                    probe_file_offset: file_off,
+                    skipped_stack_check: place.skipped_stack_check,
+                    probed_insn: format!("{:?}", place.mnemonic).to_lowercase(),
+                },
+            );
+        }
+        let data: HashMap<String, Symbol> = DATA_SYMBOLS
+            .iter()
+            .filter_map(|n| syms.get(*n).map(|s| (n.to_string(), *s)))
+            .collect();
+
+        let dwarf = dwarf::load(&binary)?;
+        let mut offsets = StructOffsets::default();
+        if let Some(d) = &dwarf {
+            offsets.0 = dwarf::member_offsets(d, FIELDS).map_err(|e| InspectError::Dwarf {
+                path: exe.into(),
+                reason: e.to_string(),
+            })?;
+        }
+        if offsets.get("runtime.g.goid").is_none() {
+            return Err(InspectError::NoOffsets {
+                path: exe.into(),
+                what: "no DWARF type information for runtime.g".into(),
+                known: "none without DWARF".into(),
+            });
+        }
+        for (s, fields) in FIELDS {
+            for f in *fields {
+                let k = format!("{s}.{f}");
+                if !offsets.0.contains_key(&k) {
+                    missing.push(k);
+                }
+            }
+        }
+
+        let bias = pid.and_then(|p| load_bias(&binary, p)).unwrap_or(0);
+        let wait_reasons = match data.get("runtime.waitReasonStrings") {
+            Some(sym) => {
+                let mem = pid.map(Memory::new);
+                waitreasons::read(&binary, *sym, mem.as_ref().map(|m| (m, bias)))
+            }
+            None => {
+                missing.push("runtime.waitReasonStrings".into());
+                Vec::new()
+            }
+        };
+        let lines = match dwarf {
+            Some(d) => Lines::new(d).ok(),
+            None => None,
+        };
+        Ok(Self {
+            pid,
+            exe: exe.to_path_buf(),
+            go_version,
+            pie,
+            funcs,
+            data,
+            offsets,
+            wait_reasons,
+            missing,
+            lines,
+            binary,
+        })
+    }
+
+    pub fn binary(&self) -> &Binary {
+        &self.binary
+    }
+
+    /// Name the runtime gives wait reason `n`.
+    pub fn wait_reason(&self, n: u64) -> String {
+        self.wait_reasons
+            .get(n as usize)
+            .cloned()
+            .unwrap_or_else(|| format!("wait reason {n}"))
+    }
+
+    /// Source frames of a link-time PC, innermost (inlined) first.
+    pub fn frames(&self, pc: u64) -> Vec<SourceFrame> {
+        match &self.lines {
+            Some(l) => l.frames(pc),
+            None => Vec::new(),
+        }
+    }
+
+    /// Run-time minus link-time addresses (non-zero only for PIE).
+    pub fn load_bias(&self) -> u64 {
+        match (self.pie, self.pid) {
+            (true, Some(pid)) => load_bias(&self.binary, pid).unwrap_or(0),
+            _ => 0,
+        }
+    }
+}
+
+fn load_bias(bin: &Binary, pid: u32) -> Option<u64> {
+    if !bin.is_pie() {
+        return Some(0);
+    }
+    let (vaddr, file_off) = bin.first_segment_vaddr()?;
+    let maps = process::exe_mappings(pid).ok()?;
+    let m = maps.iter().find(|m| m.file_offset == file_off)?;
+    Some(m.start.wrapping_sub(vaddr))
+}
+
+/// The Go version string, from `.go.buildinfo` ("\xff Go buildinf:" header; since
+/// Go 1.18 the version follows inline as a varint-prefixed string).
+pub fn go_version(bin: &Binary) -> Option<String> {
+    let data = bin.section_data(".go.buildinfo")?;
+    const MAGIC: &[u8] = b"\xff Go buildinf:";
+    if !data.starts_with(MAGIC) || data.len() < 32 {
+        return None;
+    }
+    let flags = data[15];
+    if flags & 0x2 != 0 {
+        let (len, n) = uvarint(&data[32..])?;
+        let s = data.get(32 + n..32 + n + len as usize)?;
+        return Some(String::from_utf8_lossy(s).into_owned());
+    }
+    // Pre-1.18 layout: pointers to Go strings. Only old Go versions use it, which the
+    // tracer refuses anyway; report them as such.
+    Some("go1.17-or-older".into())
+}
+
+fn uvarint(b: &[u8]) -> Option<(u64, usize)> {
+    let mut x = 0u64;
+    for (i, &byte) in b.iter().enumerate().take(10) {
+        x |= u64::from(byte & 0x7f) << (7 * i);
+        if byte < 0x80 {
+            return Some((x, i + 1));
+        }
+    }
+    None
+}
+
+/// Major and minor of "go1.26.6" (also "go1.21rc2", "devel go1.27-...").
+pub fn parse_go_version(v: &str) -> Option<(u32, u32)> {
+    let s = v.split("go1.").nth(1)?;
+    let minor: String = s.chars().take_while(|c| c.is_ascii_digit()).collect();
+    Some((1, minor.parse().ok()?))
+}
+
+fn check_version(exe: &Path, v: &str) -> Result<(), InspectError> {
+    match parse_go_version(v) {
+        Some((1, minor)) if minor >= 21 => Ok(()),
+        _ => Err(InspectError::GoTooOld {
+            path: exe.into(),
+            version: v.to_string(),
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_versions() {
+        assert_eq!(parse_go_version("go1.26.6"), Some((1, 26)));
+        assert_eq!(parse_go_version("go1.21rc2"), Some((1, 21)));
+        assert_eq!(parse_go_version("go1.17-or-older"), Some((1, 17)));
+        assert_eq!(parse_go_version("weird"), None);
+    }
+
+    #[test]
+    fn varints() {
+        assert_eq!(uvarint(&[0x08]), Some((8, 1)));
+        assert_eq!(uvarint(&[0x96, 0x01]), Some((150, 2)));
+    }
+}

@@ -1,0 +1,96 @@
+//! Command line. Every flag explains itself in `--help`.
+use crate::duration;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+use std::time::Duration;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "tracer",
+    version,
+    about = "Live eBPF tracer for Go programs: stuck goroutines, leaks and lock-order bugs, by PID.",
+    long_about = "Live eBPF tracer for Go programs: which goroutines are stuck, where, on what, \
+                  for how long, without restarting or rebuilding the target.\n\n\
+                  Needs root (or CAP_BPF + CAP_PERFMON + CAP_SYS_PTRACE) and a kernel with uprobes.\n\
+                  Exit codes: 0 ok, 1 a finding matched --fail-on, 2 bad input or setup error."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Attach to a running Go process and report its stuck goroutines.
+    Attach {
+        /// Process id of the Go program.
+        pid: u32,
+        #[command(flatten)]
+        opts: TraceOpts,
+    },
+    /// Start a Go program under tracing from its first instruction and report every
+    /// goroutine still parked when it exits.
+    Run {
+        #[command(flatten)]
+        opts: TraceOpts,
+        /// The program and its arguments (after `--`).
+        #[arg(required = true, last = true)]
+        command: Vec<String>,
+    },
+    /// Print where each probe would go in a process (or executable), without attaching.
+    Plan {
+        /// Process id of the Go program.
+        #[arg(required_unless_present = "exe")]
+        pid: Option<u32>,
+        /// Plan for an executable file instead of a process.
+        #[arg(long, conflicts_with = "pid")]
+        exe: Option<PathBuf>,
+        /// Which probes: parks (default) or events (every channel operation too).
+        #[arg(long, value_enum, default_value_t = Mode::Parks)]
+        mode: Mode,
+    },
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct TraceOpts {
+    /// Print one line per event as it happens (parks with wait reason, wakes, exits,
+    /// channel operations with the channel address).
+    #[arg(long)]
+    pub events: bool,
+    /// Stop after this long (e.g. 30s, 5m); default: until Ctrl-C or the target exits.
+    #[arg(long, value_parser = duration::parse)]
+    pub duration: Option<Duration>,
+    /// Output format: text (Go goroutine-dump style) or json (JSON Lines, docs/json.md).
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
+    /// A goroutine parked longer than this is reported (rule long_parked).
+    #[arg(long, value_parser = duration::parse, default_value = "10s")]
+    pub park_threshold: Duration,
+    /// Window over which a group of goroutines that only grows is called a leak
+    /// (rule growing).
+    #[arg(long, value_parser = duration::parse, default_value = "30s")]
+    pub leak_window: Duration,
+    /// Exit with code 1 when a finding of this kind was made (leak, long_parked, any).
+    #[arg(long, value_delimiter = ',')]
+    pub fail_on: Vec<String>,
+    /// Show the kernel programs' own diagnostics (aya-log), e.g. failed memory reads.
+    #[arg(long)]
+    pub bpf_log: bool,
+    /// Do not take a user stack at each park (cheaper; reports lose their stacks).
+    #[arg(long)]
+    pub no_stacks: bool,
+}
+
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Text,
+    Json,
+}
+
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Park, wake and exit probes: what stuck-goroutine detection needs.
+    Parks,
+    /// Also every channel operation, select and schedule (the --events view).
+    Events,
+}

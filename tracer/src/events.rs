@@ -1,0 +1,258 @@
+//! Ring-buffer records -> typed, symbolized events.
+use serde::Serialize;
+use std::collections::HashMap;
+use tracer_common::{EVENT_SIZE, Event, kind};
+use tracer_inspect::TargetInfo;
+use tracer_inspect::lines::SourceFrame;
+
+/// Reinterprets one ring-buffer record. Short records (should not happen) are refused.
+pub fn decode(bytes: &[u8]) -> Option<Event> {
+    if bytes.len() < EVENT_SIZE {
+        return None;
+    }
+    // SAFETY: `Event` is `#[repr(C)]` integers only; any bit pattern is valid, and the
+    // read is unaligned-safe.
+    Some(unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast::<Event>()) })
+}
+
+/// What a goroutine waits on, named from the wait reason and the probe's arguments.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum ObjectRef {
+    Channel {
+        #[serde(serialize_with = "hex")]
+        addr: u64,
+    },
+    NilChannel,
+    Mutex {
+        #[serde(serialize_with = "hex")]
+        addr: u64,
+    },
+    RwMutex {
+        #[serde(serialize_with = "hex")]
+        addr: u64,
+    },
+    WaitGroup {
+        #[serde(serialize_with = "hex")]
+        addr: u64,
+    },
+    Semaphore {
+        #[serde(serialize_with = "hex")]
+        addr: u64,
+    },
+    Select,
+    None,
+}
+
+pub fn hex<S: serde::Serializer>(v: &u64, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&format!("{v:#x}"))
+}
+
+impl std::fmt::Display for ObjectRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ObjectRef::Channel { addr } => write!(f, "channel {addr:#x}"),
+            ObjectRef::NilChannel => write!(f, "nil channel"),
+            ObjectRef::Mutex { addr } => write!(f, "sync.Mutex {addr:#x}"),
+            ObjectRef::RwMutex { addr } => write!(f, "sync.RWMutex {addr:#x}"),
+            ObjectRef::WaitGroup { addr } => write!(f, "sync.WaitGroup {addr:#x}"),
+            ObjectRef::Semaphore { addr } => write!(f, "semaphore {addr:#x}"),
+            ObjectRef::Select => write!(f, "select"),
+            ObjectRef::None => write!(f, "nothing"),
+        }
+    }
+}
+
+/// Names the object of a park from its wait reason. `lock` is gopark's lock argument
+/// (`&hchan.lock` for channel waits), `sema` the semaphore announced before it.
+pub fn object_of(target: &TargetInfo, reason: &str, lock: u64, sema: u64) -> ObjectRef {
+    let off = |n: &str| target.offsets.get(n);
+    if reason.contains("nil chan") {
+        return ObjectRef::NilChannel;
+    }
+    if reason.starts_with("chan send") || reason.starts_with("chan receive") {
+        let lock_off = off("runtime.hchan.lock").unwrap_or(0);
+        return if lock == 0 {
+            ObjectRef::None
+        } else {
+            ObjectRef::Channel {
+                addr: lock - lock_off,
+            }
+        };
+    }
+    if reason.starts_with("select") {
+        return if reason.contains("no cases") {
+            ObjectRef::None
+        } else {
+            ObjectRef::Select
+        };
+    }
+    if sema == 0 {
+        return ObjectRef::None;
+    }
+    match reason {
+        // Mutex{state int32; sema uint32} in every supported version.
+        "sync.Mutex.Lock" => ObjectRef::Mutex { addr: sema - 4 },
+        "sync.RWMutex.RLock" => match off("sync.RWMutex.readerSem") {
+            Some(o) => ObjectRef::RwMutex { addr: sema - o },
+            None => ObjectRef::Semaphore { addr: sema },
+        },
+        "sync.RWMutex.Lock" => match off("sync.RWMutex.writerSem") {
+            Some(o) => ObjectRef::RwMutex { addr: sema - o },
+            None => ObjectRef::Semaphore { addr: sema },
+        },
+        "sync.WaitGroup.Wait" => match off("sync.WaitGroup.sema") {
+            Some(o) => ObjectRef::WaitGroup { addr: sema - o },
+            None => ObjectRef::Semaphore { addr: sema },
+        },
+        _ => ObjectRef::Semaphore { addr: sema },
+    }
+}
+
+/// Whether a frame belongs to the runtime or the sync machinery rather than to the
+/// code that blocked.
+pub fn is_runtime_frame(function: &str) -> bool {
+    function.starts_with("runtime.")
+        || function.starts_with("internal/")
+        || function.starts_with("sync.")
+        || function.starts_with("sync/atomic.")
+}
+
+/// Turns PCs and stack ids into source frames, caching per stack id (the kernel's
+/// stack map hashes identical stacks to one id, so a site is symbolized once).
+pub struct Symbolizer<'t> {
+    target: &'t TargetInfo,
+    bias: u64,
+    cache: HashMap<(i64, u64), Vec<SourceFrame>>,
+}
+
+impl<'t> Symbolizer<'t> {
+    pub fn new(target: &'t TargetInfo) -> Self {
+        Self {
+            target,
+            bias: target.load_bias(),
+            cache: HashMap::new(),
+        }
+    }
+
+    /// Frames of a parked goroutine: the probed function, the caller the kernel's
+    /// frame-pointer walk misses (`caller`), then the rest of the stack.
+    pub fn stack(&mut self, stack_id: i64, ips: &[u64], caller: u64) -> Vec<SourceFrame> {
+        if let Some(f) = self.cache.get(&(stack_id, caller)) {
+            return f.clone();
+        }
+        let mut pcs: Vec<u64> = Vec::with_capacity(ips.len() + 1);
+        let mut it = ips.iter();
+        if let Some(first) = it.next() {
+            pcs.push(*first);
+        }
+        if caller != 0 {
+            pcs.push(caller);
+        }
+        pcs.extend(it);
+        let mut frames = Vec::new();
+        for (i, pc) in pcs.iter().enumerate() {
+            let pc = pc.wrapping_sub(self.bias);
+            // Return addresses point after the call: look up the call itself.
+            let lookup = if i == 0 { pc } else { pc.wrapping_sub(1) };
+            frames.extend(self.target.frames(lookup));
+        }
+        if stack_id >= 0 {
+            self.cache.insert((stack_id, caller), frames.clone());
+        }
+        frames
+    }
+
+    /// The source frame of a single PC (outermost function, for `created by`).
+    pub fn pc(&self, pc: u64, is_return_address: bool) -> Option<SourceFrame> {
+        if pc == 0 {
+            return None;
+        }
+        let pc = pc.wrapping_sub(self.bias);
+        let lookup = if is_return_address { pc - 1 } else { pc };
+        self.target.frames(lookup).pop()
+    }
+
+    pub fn function(&self, pc: u64) -> Option<String> {
+        self.pc(pc, false).map(|f| f.function)
+    }
+}
+
+/// A decoded event in the form the `--events` view prints.
+#[derive(Debug, Clone, Serialize)]
+pub struct LiveEvent {
+    pub kind: &'static str,
+    pub event: &'static str,
+    pub ts_ns: u64,
+    pub goid: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub wait_reason: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub object: Option<ObjectRef>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub site: Option<SourceFrame>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub frames: Vec<SourceFrame>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub parked_ns: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub waker_goid: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub may_block: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub start_function: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub created_by: Option<SourceFrame>,
+}
+
+pub fn event_name(k: u32) -> &'static str {
+    match k {
+        kind::PARK => "park",
+        kind::READY => "resume",
+        kind::EXECUTE => "execute",
+        kind::EXIT => "exit",
+        kind::CHAN_SEND => "chan_send",
+        kind::CHAN_RECV => "chan_recv",
+        kind::SELECT => "select",
+        kind::LOCK_SLOW => "lock_slow",
+        kind::SEMACQUIRE => "semacquire",
+        _ => "unknown",
+    }
+}
+
+/// First frame of user code: where the goroutine blocked, in the words of its source.
+pub fn site(frames: &[SourceFrame]) -> Option<SourceFrame> {
+    frames
+        .iter()
+        .find(|f| !is_runtime_frame(&f.function))
+        .cloned()
+}
+
+
+impl LiveEvent {
+    pub fn text(&self, t0: u64) -> String {
+        let t = self.ts_ns.saturating_sub(t0) as f64 / 1e9;
+        let mut s = format!("{t:>10.6} goroutine {} {}", self.goid, self.event);
+        if let Some(r) = &self.wait_reason {
+            s.push_str(&format!(" [{r}]"));
+        }
+        if let Some(o) = &self.object {
+            if *o != ObjectRef::None {
+                s.push_str(&format!(" on {o}"));
+            }
+        }
+        if let Some(b) = self.may_block {
+            s.push_str(if b { " (may block)" } else { " (non-blocking)" });
+        }
+        if let Some(p) = self.parked_ns {
+            s.push_str(&format!(" after {}", crate::report_fmt::human_ns(p)));
+        }
+        if let Some(w) = self.waker_goid {
+            s.push_str(&format!(" woken by goroutine {w}"));
+        }
+        if let Some(f) = &self.site {
+            s.push_str(&format!(" at {} ({}:{})", f.function, f.file, f.line));
+        }
+        s
+    }
+}

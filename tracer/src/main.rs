@@ -1,0 +1,117 @@
+//! `tracer`: a live eBPF tracer for Go programs. Thin glue: target -> plan -> probes
+//! -> events -> model -> detectors -> reports, each in its own module or crate.
+mod attach;
+mod cli;
+mod duration;
+mod events;
+mod plan;
+mod privileges;
+mod report_fmt;
+mod run;
+mod session;
+
+use anyhow::Result;
+use clap::Parser as _;
+use cli::{Cli, Command, Mode, TraceOpts};
+use std::process::ExitCode;
+use tracer_inspect::TargetInfo;
+
+/// Exit code for bad input or a setup failure; 1 is reserved for `--fail-on`.
+const EXIT_ERROR: u8 = 2;
+
+fn main() -> ExitCode {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
+    let cli = Cli::parse();
+    match real_main(cli) {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            eprintln!("tracer: {}", one_line(&e));
+            ExitCode::from(EXIT_ERROR)
+        }
+    }
+}
+
+/// Errors print as one line: the outermost message, then its causes.
+fn one_line(e: &anyhow::Error) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    for cause in e.chain() {
+        let s = cause.to_string();
+        if !parts.iter().any(|p| p.contains(&s)) {
+            parts.push(s);
+        }
+    }
+    parts.join(": ").replace('\n', " ")
+}
+
+fn real_main(cli: Cli) -> Result<u8> {
+    match cli.command {
+        Command::Plan { pid, exe, mode } => {
+            let target = match (pid, exe) {
+                (Some(pid), _) => TargetInfo::from_pid(pid)?,
+                (None, Some(exe)) => TargetInfo::from_path(&exe)?,
+                (None, None) => unreachable!("clap requires one"),
+            };
+            print!("{}", plan::plan(&target, mode, true));
+            Ok(0)
+        }
+        Command::Attach { pid, opts } => {
+            privileges::check()?;
+            let target = TargetInfo::from_pid(pid)?;
+            trace(&target, pid, opts, None)
+        }
+        Command::Run { opts, command } => {
+            privileges::check()?;
+            run::run(&command, opts)
+        }
+    }
+}
+
+/// Attaches the probes to `pid` and traces until a stop condition. `release` is
+/// called once the probes are in place (run mode lets its child exec then).
+pub fn trace(
+    target: &TargetInfo,
+    pid: u32,
+    opts: TraceOpts,
+    release: Option<Box<dyn FnOnce() -> Result<()>>>,
+) -> Result<u8> {
+    let mode = if opts.events { Mode::Events } else { Mode::Parks };
+    let plan = plan::plan(target, mode, !opts.no_stacks);
+    let attached = attach::attach(&plan, &target.exe, pid, opts.bpf_log)?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let mut session = session::Session::new(target, attached, opts.clone())?;
+    if let Some(release) = release {
+        release()?;
+    }
+    if !opts.events {
+        eprintln!(
+            "tracer: attached {} probes to PID {pid} ({}); Ctrl-C to stop",
+            session.attached.attached.len(),
+            target.go_version
+        );
+    }
+    let stop = rt.block_on(session.run(pid))?;
+    let counters = session.counters();
+    let failed = &session.attached.failed;
+    let mut missing = plan.missing.clone();
+    missing.extend(target.missing.iter().cloned());
+    eprintln!(
+        "tracer: stopped ({stop:?}); {} events, {} dropped, {} probes attached, {} failed{}{}",
+        session.events_seen,
+        counters.drops,
+        session.attached.attached.len(),
+        failed.len(),
+        if failed.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", failed.join("; "))
+        },
+        if missing.is_empty() {
+            String::new()
+        } else {
+            format!("; not found: {}", missing.join(", "))
+        }
+    );
+    Ok(0)
+}

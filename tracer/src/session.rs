@@ -1,0 +1,251 @@
+//! The async shell: read the ring buffer, feed the views, stop on Ctrl-C, SIGTERM,
+//! `--duration` or the target's exit. Everything else is plain functions.
+use crate::attach::Attached;
+use crate::cli::{Format, TraceOpts};
+use crate::events::{self, LiveEvent, Symbolizer};
+use anyhow::{Context as _, Result};
+use aya::maps::{MapData, PerCpuArray, RingBuf, StackTraceMap};
+use std::io::Write as _;
+use std::os::fd::{FromRawFd as _, OwnedFd};
+use std::time::Duration;
+use tokio::io::unix::AsyncFd;
+use tracer_common::{counter, kind};
+use tracer_inspect::TargetInfo;
+
+/// Why tracing stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stop {
+    Interrupted,
+    Duration,
+    TargetExited,
+}
+
+/// Counters read back from the kernel side.
+#[derive(Debug, Default, Clone, serde::Serialize)]
+pub struct Counters {
+    pub hits: Vec<(String, u64)>,
+    pub records: u64,
+    pub drops: u64,
+    pub stack_errors: u64,
+    pub read_errors: u64,
+}
+
+pub struct Session<'t> {
+    pub target: &'t TargetInfo,
+    pub attached: Attached,
+    pub opts: TraceOpts,
+    ring: RingBuf<MapData>,
+    stacks: StackTraceMap<MapData>,
+    symbolizer: Symbolizer<'t>,
+    t0: u64,
+    pub events_seen: u64,
+}
+
+pub fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: valid out-pointer.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+impl<'t> Session<'t> {
+    pub fn new(target: &'t TargetInfo, mut attached: Attached, opts: TraceOpts) -> Result<Self> {
+        let ring = RingBuf::try_from(
+            attached
+                .ebpf
+                .take_map("EVENTS")
+                .context("EVENTS map missing")?,
+        )?;
+        let stacks = StackTraceMap::try_from(
+            attached
+                .ebpf
+                .take_map("STACKS")
+                .context("STACKS map missing")?,
+        )?;
+        Ok(Self {
+            target,
+            attached,
+            opts,
+            ring,
+            stacks,
+            symbolizer: Symbolizer::new(target),
+            t0: monotonic_ns(),
+            events_seen: 0,
+        })
+    }
+
+    /// Runs until a stop condition; `pid` is watched through a pidfd.
+    pub async fn run(&mut self, pid: u32) -> Result<Stop> {
+        let pidfd = pidfd_open(pid);
+        let mut tick = tokio::time::interval(Duration::from_millis(10));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let deadline = self.opts.duration;
+        let sleep = tokio::time::sleep(deadline.unwrap_or(Duration::from_secs(u64::MAX / 4)));
+        tokio::pin!(sleep);
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        let exited = async {
+            match &pidfd {
+                Some(fd) => {
+                    let _ = fd.readable().await;
+                }
+                None => std::future::pending::<()>().await,
+            }
+        };
+        tokio::pin!(exited);
+        let stop = loop {
+            tokio::select! {
+                _ = tick.tick() => self.drain(),
+                _ = tokio::signal::ctrl_c() => break Stop::Interrupted,
+                _ = term.recv() => break Stop::Interrupted,
+                _ = &mut sleep, if deadline.is_some() => break Stop::Duration,
+                _ = &mut exited => break Stop::TargetExited,
+            }
+        };
+        // Whatever the kernel wrote before the stop is still reported.
+        self.drain();
+        Ok(stop)
+    }
+
+    pub fn drain(&mut self) {
+        let mut batch = Vec::new();
+        while let Some(item) = self.ring.next() {
+            if let Some(ev) = events::decode(&item) {
+                batch.push(ev);
+            }
+        }
+        let mut out = std::io::stdout().lock();
+        for ev in batch {
+            self.events_seen += 1;
+            if self.opts.events {
+                let live = self.live(&ev);
+                let _ = match self.opts.format {
+                    Format::Text => writeln!(out, "{}", live.text(self.t0)),
+                    Format::Json => writeln!(
+                        out,
+                        "{}",
+                        serde_json::to_string(&live).unwrap_or_default()
+                    ),
+                };
+            }
+        }
+        let _ = out.flush();
+    }
+
+    fn live(&mut self, ev: &tracer_common::Event) -> LiveEvent {
+        let mut live = LiveEvent {
+            kind: "event",
+            event: events::event_name(ev.kind),
+            ts_ns: ev.ts_ns,
+            goid: ev.goid,
+            wait_reason: None,
+            object: None,
+            site: None,
+            frames: Vec::new(),
+            parked_ns: None,
+            waker_goid: None,
+            may_block: None,
+            start_function: None,
+            created_by: None,
+        };
+        match ev.kind {
+            kind::PARK => {
+                let reason = self.target.wait_reason(ev.arg);
+                live.object = Some(events::object_of(self.target, &reason, ev.obj, ev.obj2));
+                live.wait_reason = Some(reason);
+                let ips: Vec<u64> = if ev.stack_id >= 0 {
+                    self.stacks
+                        .get(&(ev.stack_id as u32), 0)
+                        .map(|s| s.frames().iter().map(|f| f.ip).collect())
+                        .unwrap_or_default()
+                } else {
+                    Vec::new()
+                };
+                live.frames = self.symbolizer.stack(ev.stack_id, &ips, ev.pc);
+                live.site = events::site(&live.frames);
+                live.start_function = self.symbolizer.function(ev.startpc);
+                live.created_by = self.symbolizer.pc(ev.gopc, true);
+            }
+            kind::READY => {
+                live.parked_ns = (ev.arg != 0).then_some(ev.arg);
+                live.waker_goid = (ev.peer_goid != 0).then_some(ev.peer_goid);
+                if ev.arg != 0 {
+                    live.wait_reason = Some(self.target.wait_reason(ev.obj));
+                }
+            }
+            kind::CHAN_SEND | kind::CHAN_RECV => {
+                live.object = Some(if ev.obj == 0 {
+                    events::ObjectRef::NilChannel
+                } else {
+                    events::ObjectRef::Channel { addr: ev.obj }
+                });
+                live.may_block = Some(ev.arg != 0);
+                live.site = self.caller_site(ev.pc);
+            }
+            kind::LOCK_SLOW => {
+                live.object = Some(events::ObjectRef::Mutex { addr: ev.obj });
+                live.site = self.caller_site(ev.pc);
+            }
+            kind::SEMACQUIRE => {
+                live.object = Some(events::ObjectRef::Semaphore { addr: ev.obj });
+            }
+            kind::SELECT => {
+                live.site = self.caller_site(ev.pc);
+            }
+            _ => {}
+        }
+        live
+    }
+
+    /// The user-code frame that called a runtime function, from its return address.
+    fn caller_site(&self, pc: u64) -> Option<tracer_inspect::lines::SourceFrame> {
+        let f = self.symbolizer.pc(pc, true)?;
+        if events::is_runtime_frame(&f.function) {
+            // chansend1 / chanrecv1 wrappers: the user frame is one further up, which
+            // only a stack has; the wrapper is still worth naming.
+            return Some(f);
+        }
+        Some(f)
+    }
+
+    pub fn counters(&self) -> Counters {
+        let mut c = Counters::default();
+        let Some(map) = self.attached.ebpf.map("COUNTERS") else {
+            return c;
+        };
+        let Ok(arr) = PerCpuArray::<_, u64>::try_from(map) else {
+            return c;
+        };
+        let sum = |i: u32| -> u64 {
+            arr.get(&i, 0)
+                .map(|v| v.iter().copied().sum())
+                .unwrap_or(0)
+        };
+        for k in 1..kind::COUNT {
+            let n = sum(k);
+            if n > 0 {
+                c.hits.push((events::event_name(k).to_string(), n));
+            }
+        }
+        c.records = sum(counter::RECORDS);
+        c.drops = sum(counter::DROPS);
+        c.stack_errors = sum(counter::STACK_ERRORS);
+        c.read_errors = sum(counter::READ_ERRORS);
+        c
+    }
+}
+
+/// A pidfd becomes readable when the process exits: no polling of /proc.
+fn pidfd_open(pid: u32) -> Option<AsyncFd<OwnedFd>> {
+    // SAFETY: plain syscall; the returned fd is owned below.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::c_int, 0) };
+    if fd < 0 {
+        return None;
+    }
+    // SAFETY: fd is a fresh descriptor we own.
+    let owned = unsafe { OwnedFd::from_raw_fd(fd as i32) };
+    // SAFETY: the AsyncFd owns the descriptor, which nothing else closes.
+    unsafe { AsyncFd::register(owned) }.ok()
+}
