@@ -1,1 +1,257 @@
+//! Harness for the end-to-end tests: builds the Go fixtures, runs them, reads their
+//! stdout protocol (`tests/fixtures/*/proto.go`), and runs the real tracer binary
+//! against them. Tests run through `cargo xtask test`, which sets the environment.
+use std::collections::HashMap;
+use std::io::{BufRead as _, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, channel};
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
 
+fn env_path(name: &str) -> PathBuf {
+    std::env::var_os(name).map(PathBuf::from).unwrap_or_else(|| {
+        panic!("{name} is not set: run the tests with `cargo xtask test`")
+    })
+}
+
+/// The tracer binary under test.
+pub fn tracer_bin() -> PathBuf {
+    env_path("TRACER_BIN")
+}
+
+/// Go toolchains the fixtures are built with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Go {
+    Default,
+    Oldest,
+}
+
+impl Go {
+    pub fn bin(self) -> PathBuf {
+        match self {
+            Go::Default => env_path("TRACER_GO"),
+            Go::Oldest => env_path("TRACER_GO_OLDEST"),
+        }
+    }
+
+    fn tag(self) -> &'static str {
+        match self {
+            Go::Default => "default",
+            Go::Oldest => "oldest",
+        }
+    }
+}
+
+fn fixtures_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures")
+}
+
+/// Builds `tests/fixtures/<name>` once per Go version and flag set per test run.
+pub fn build_fixture(name: &str, go: Go, extra: &[&str]) -> PathBuf {
+    static LOCK: OnceLock<Mutex<()>> = OnceLock::new();
+    let _guard = LOCK.get_or_init(|| Mutex::new(())).lock().unwrap_or_else(|e| e.into_inner());
+    let out_dir = env_path("TRACER_BUILD_DIR").join(go.tag());
+    std::fs::create_dir_all(&out_dir).expect("creating the fixture build dir");
+    let suffix = extra.join("").replace(['-', '=', ' ', '/'], "");
+    let out = out_dir.join(format!("{name}{suffix}"));
+    let status = Command::new(go.bin())
+        .arg("build")
+        .args(extra)
+        .arg("-o")
+        .arg(&out)
+        .arg(".")
+        .current_dir(fixtures_dir().join(name))
+        .env("GOTOOLCHAIN", "local")
+        .env("GOFLAGS", "-mod=mod")
+        .env("GOPROXY", "off")
+        .status()
+        .expect("running go build");
+    assert!(status.success(), "go build of fixture {name} failed");
+    out
+}
+
+/// One protocol line: record type and its key=value pairs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Record {
+    pub kind: String,
+    pub fields: HashMap<String, String>,
+}
+
+impl Record {
+    pub fn get(&self, key: &str) -> &str {
+        self.fields.get(key).map(String::as_str).unwrap_or("")
+    }
+
+    pub fn u64(&self, key: &str) -> u64 {
+        self.get(key).parse().unwrap_or_else(|_| panic!("{key} in {self:?}"))
+    }
+}
+
+/// Parses `kind k=v k2="quoted value"`.
+pub fn parse_record(line: &str) -> Record {
+    let line = line.trim();
+    let (kind, mut rest) = line.split_once(' ').unwrap_or((line, ""));
+    let mut fields = HashMap::new();
+    while !rest.is_empty() {
+        rest = rest.trim_start();
+        let Some((key, after)) = rest.split_once('=') else { break };
+        let (value, tail) = if let Some(q) = after.strip_prefix('"') {
+            let mut end = 0;
+            let bytes = q.as_bytes();
+            while end < bytes.len() && !(bytes[end] == b'"' && (end == 0 || bytes[end - 1] != b'\\')) {
+                end += 1;
+            }
+            (q[..end].replace("\\\"", "\""), q.get(end + 1..).unwrap_or(""))
+        } else {
+            let end = after.find(' ').unwrap_or(after.len());
+            (after[..end].to_string(), &after[end..])
+        };
+        fields.insert(key.to_string(), value);
+        rest = tail;
+    }
+    Record { kind: kind.to_string(), fields }
+}
+
+/// A running process whose stdout lines arrive on a channel.
+pub struct Proc {
+    pub child: Child,
+    pub lines: Receiver<String>,
+    pub seen: Vec<String>,
+}
+
+impl Proc {
+    pub fn spawn(cmd: &mut Command) -> Proc {
+        let mut child = cmd
+            .stdout(Stdio::piped())
+            .stdin(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting {cmd:?}: {e}"));
+        let out = child.stdout.take().expect("stdout");
+        let (tx, rx) = channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(out).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Proc { child, lines: rx, seen: Vec::new() }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Next line matching `pred`, waiting at most `timeout`.
+    pub fn wait_line(&mut self, timeout: Duration, pred: impl Fn(&str) -> bool) -> Option<String> {
+        let end = Instant::now() + timeout;
+        loop {
+            let left = end.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(l) => {
+                    self.seen.push(l.clone());
+                    if pred(&l) {
+                        return Some(l);
+                    }
+                }
+                Err(RecvTimeoutError::Timeout) | Err(RecvTimeoutError::Disconnected) => return None,
+            }
+        }
+    }
+
+    /// All protocol records up to and including `ready`.
+    pub fn until_ready(&mut self) -> Vec<Record> {
+        let mut out = Vec::new();
+        let end = Instant::now() + Duration::from_secs(60);
+        while Instant::now() < end {
+            let Some(l) = self.wait_line(Duration::from_secs(60), |_| true) else { break };
+            let r = parse_record(&l);
+            let done = r.kind == "ready";
+            out.push(r);
+            if done {
+                return out;
+            }
+        }
+        panic!("fixture never printed ready; saw {:?}", self.seen);
+    }
+
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    pub fn alive(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Starts a fixture and returns it with its `pid` record consumed.
+pub fn start_fixture(bin: &Path, args: &[&str]) -> Proc {
+    let mut p = Proc::spawn(Command::new(bin).args(args));
+    let l = p
+        .wait_line(Duration::from_secs(30), |l| l.starts_with("pid "))
+        .expect("fixture printed no pid line");
+    assert_eq!(parse_record(&l).u64("pid"), u64::from(p.pid()));
+    p
+}
+
+/// The tracer command.
+pub fn tracer() -> Command {
+    let mut c = Command::new(tracer_bin());
+    c.env("RUST_LOG", "warn");
+    c
+}
+
+/// Runs the tracer to completion with a time limit; returns (exit code, stdout, stderr).
+pub fn run_tracer(args: &[&str], limit: Duration) -> (i32, String, String) {
+    let mut child = tracer()
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("starting tracer");
+    let end = Instant::now() + limit;
+    loop {
+        if let Ok(Some(_)) = child.try_wait() {
+            break;
+        }
+        if Instant::now() > end {
+            let _ = child.kill();
+            panic!("tracer {args:?} did not finish within {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out = child.wait_with_output().expect("tracer output");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// JSON lines of an output, skipping anything that is not JSON.
+pub fn json_lines(out: &str) -> Vec<serde_json::Value> {
+    out.lines().filter_map(|l| serde_json::from_str(l).ok()).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_protocol_lines() {
+        let r = parse_record(r#"expect goid=7 wait="chan send" file=main.go line=12 object=chan:0xc000"#);
+        assert_eq!(r.kind, "expect");
+        assert_eq!(r.u64("goid"), 7);
+        assert_eq!(r.get("wait"), "chan send");
+        assert_eq!(r.get("object"), "chan:0xc000");
+        assert_eq!(parse_record("ready").kind, "ready");
+    }
+}

@@ -34,6 +34,10 @@ pub enum InspectError {
         "{path} has no symbol table (.symtab) and no Go function table (.gopclntab): cannot find {symbol}"
     )]
     NoSymbols { path: PathBuf, symbol: String },
+    #[error(
+        "{0} is stripped (built with -ldflags='-s -w': no symbol table, no DWARF); rebuild without -s -w to trace it"
+    )]
+    Stripped(PathBuf),
     #[error("{path}: {what}; rebuild without -ldflags=-w, or use a Go version tracer knows ({known})")]
     NoOffsets {
         path: PathBuf,

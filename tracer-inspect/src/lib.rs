@@ -5,6 +5,7 @@
 pub mod binary;
 pub mod dwarf;
 pub mod error;
+pub mod goroutines;
 pub mod lines;
 pub mod memory;
 pub mod process;

@@ -127,6 +127,9 @@ impl TargetInfo {
         }
         let syms = binary.symbols(&wanted)?;
         if !syms.contains_key("runtime.gopark") {
+            if binary.section_data(".gopclntab").is_some() && !binary.has_symtab() {
+                return Err(InspectError::Stripped(exe.into()));
+            }
             return Err(InspectError::NoSymbols {
                 path: exe.into(),
                 symbol: "runtime.gopark".into(),

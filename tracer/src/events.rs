@@ -3,6 +3,7 @@ use serde::Serialize;
 use std::collections::HashMap;
 use tracer_common::{EVENT_SIZE, Event, kind};
 use tracer_inspect::TargetInfo;
+use tracer_analysis::Object;
 use tracer_inspect::lines::SourceFrame;
 
 /// Reinterprets one ring-buffer record. Short records (should not happen) are refused.
@@ -15,97 +16,51 @@ pub fn decode(bytes: &[u8]) -> Option<Event> {
     Some(unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast::<Event>()) })
 }
 
-/// What a goroutine waits on, named from the wait reason and the probe's arguments.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
-pub enum ObjectRef {
-    Channel {
-        #[serde(serialize_with = "hex")]
-        addr: u64,
-    },
-    NilChannel,
-    Mutex {
-        #[serde(serialize_with = "hex")]
-        addr: u64,
-    },
-    RwMutex {
-        #[serde(serialize_with = "hex")]
-        addr: u64,
-    },
-    WaitGroup {
-        #[serde(serialize_with = "hex")]
-        addr: u64,
-    },
-    Semaphore {
-        #[serde(serialize_with = "hex")]
-        addr: u64,
-    },
-    Select,
-    None,
-}
-
-pub fn hex<S: serde::Serializer>(v: &u64, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_str(&format!("{v:#x}"))
-}
-
-impl std::fmt::Display for ObjectRef {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            ObjectRef::Channel { addr } => write!(f, "channel {addr:#x}"),
-            ObjectRef::NilChannel => write!(f, "nil channel"),
-            ObjectRef::Mutex { addr } => write!(f, "sync.Mutex {addr:#x}"),
-            ObjectRef::RwMutex { addr } => write!(f, "sync.RWMutex {addr:#x}"),
-            ObjectRef::WaitGroup { addr } => write!(f, "sync.WaitGroup {addr:#x}"),
-            ObjectRef::Semaphore { addr } => write!(f, "semaphore {addr:#x}"),
-            ObjectRef::Select => write!(f, "select"),
-            ObjectRef::None => write!(f, "nothing"),
-        }
-    }
-}
-
 /// Names the object of a park from its wait reason. `lock` is gopark's lock argument
 /// (`&hchan.lock` for channel waits), `sema` the semaphore announced before it.
-pub fn object_of(target: &TargetInfo, reason: &str, lock: u64, sema: u64) -> ObjectRef {
+pub fn object_of(target: &TargetInfo, reason: &str, lock: u64, sema: u64) -> Object {
     let off = |n: &str| target.offsets.get(n);
     if reason.contains("nil chan") {
-        return ObjectRef::NilChannel;
+        return Object::NilChannel;
     }
     if reason.starts_with("chan send") || reason.starts_with("chan receive") {
         let lock_off = off("runtime.hchan.lock").unwrap_or(0);
         return if lock == 0 {
-            ObjectRef::None
+            Object::None
         } else {
-            ObjectRef::Channel {
+            Object::Channel {
                 addr: lock - lock_off,
+                elem_type: None,
             }
         };
     }
     if reason.starts_with("select") {
+        // The number of cases of a live select is not known at park time.
         return if reason.contains("no cases") {
-            ObjectRef::None
+            Object::Select { cases: 0 }
         } else {
-            ObjectRef::Select
+            Object::None
         };
     }
     if sema == 0 {
-        return ObjectRef::None;
+        return Object::None;
     }
     match reason {
         // Mutex{state int32; sema uint32} in every supported version.
-        "sync.Mutex.Lock" => ObjectRef::Mutex { addr: sema - 4 },
+        "sync.Mutex.Lock" => Object::Mutex { addr: sema - 4 },
         "sync.RWMutex.RLock" => match off("sync.RWMutex.readerSem") {
-            Some(o) => ObjectRef::RwMutex { addr: sema - o },
-            None => ObjectRef::Semaphore { addr: sema },
+            Some(o) => Object::RwMutex { addr: sema - o },
+            None => Object::Semaphore { addr: sema },
         },
         "sync.RWMutex.Lock" => match off("sync.RWMutex.writerSem") {
-            Some(o) => ObjectRef::RwMutex { addr: sema - o },
-            None => ObjectRef::Semaphore { addr: sema },
+            Some(o) => Object::RwMutex { addr: sema - o },
+            None => Object::Semaphore { addr: sema },
         },
         "sync.WaitGroup.Wait" => match off("sync.WaitGroup.sema") {
-            Some(o) => ObjectRef::WaitGroup { addr: sema - o },
-            None => ObjectRef::Semaphore { addr: sema },
+            Some(o) => Object::WaitGroup { addr: sema - o },
+            None => Object::Semaphore { addr: sema },
         },
-        _ => ObjectRef::Semaphore { addr: sema },
+        _ => Object::Semaphore { addr: sema },
     }
 }
 
@@ -146,10 +101,13 @@ impl<'t> Symbolizer<'t> {
         if let Some(first) = it.next() {
             pcs.push(*first);
         }
-        if caller != 0 {
+        let rest: Vec<u64> = it.copied().collect();
+        // Kernels since 6.14 add the return address themselves for a probe at a
+        // function's entry; older ones miss it.
+        if caller != 0 && rest.first() != Some(&caller) {
             pcs.push(caller);
         }
-        pcs.extend(it);
+        pcs.extend(rest);
         let mut frames = Vec::new();
         for (i, pc) in pcs.iter().enumerate() {
             let pc = pc.wrapping_sub(self.bias);
@@ -176,6 +134,25 @@ impl<'t> Symbolizer<'t> {
     pub fn function(&self, pc: u64) -> Option<String> {
         self.pc(pc, false).map(|f| f.function)
     }
+
+    /// Frames of a stack read from the target's memory (run-time PCs, return
+    /// addresses after the first).
+    pub fn pcs(&mut self, pcs: &[u64]) -> Vec<SourceFrame> {
+        let key = pcs.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, pc| {
+            (h ^ pc).wrapping_mul(0x0100_0000_01b3)
+        });
+        if let Some(f) = self.cache.get(&(-2, key)) {
+            return f.clone();
+        }
+        let mut frames = Vec::new();
+        for (i, pc) in pcs.iter().enumerate() {
+            let pc = pc.wrapping_sub(self.bias);
+            let lookup = if i == 0 { pc } else { pc.wrapping_sub(1) };
+            frames.extend(self.target.frames(lookup));
+        }
+        self.cache.insert((-2, key), frames.clone());
+        frames
+    }
 }
 
 /// A decoded event in the form the `--events` view prints.
@@ -188,7 +165,7 @@ pub struct LiveEvent {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub wait_reason: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub object: Option<ObjectRef>,
+    pub object: Option<Object>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub site: Option<SourceFrame>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -236,10 +213,8 @@ impl LiveEvent {
         if let Some(r) = &self.wait_reason {
             s.push_str(&format!(" [{r}]"));
         }
-        if let Some(o) = &self.object {
-            if *o != ObjectRef::None {
-                s.push_str(&format!(" on {o}"));
-            }
+        if let Some(line) = self.object.as_ref().and_then(tracer_analysis::report::text::object_line) {
+            s.push_str(&format!(" ({line})"));
         }
         if let Some(b) = self.may_block {
             s.push_str(if b { " (may block)" } else { " (non-blocking)" });

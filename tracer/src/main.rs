@@ -12,7 +12,8 @@ mod session;
 
 use anyhow::Result;
 use clap::Parser as _;
-use cli::{Cli, Command, Mode, TraceOpts};
+use cli::{Cli, Command, Format, Mode, TraceOpts};
+use tracer_analysis::{Analyzer, Config, FailOn, Input, SummaryInputs, report, should_fail};
 use std::process::ExitCode;
 use tracer_inspect::TargetInfo;
 
@@ -67,51 +68,75 @@ fn real_main(cli: Cli) -> Result<u8> {
 }
 
 /// Attaches the probes to `pid` and traces until a stop condition. `release` is
-/// called once the probes are in place (run mode lets its child exec then).
+/// called once the probes are in place (run mode lets its child exec then; there is
+/// then nothing to snapshot yet).
 pub fn trace(
     target: &TargetInfo,
     pid: u32,
     opts: TraceOpts,
     release: Option<Box<dyn FnOnce() -> Result<()>>>,
 ) -> Result<u8> {
+    let run_mode = release.is_some();
+    let fail_on = opts
+        .fail_on
+        .iter()
+        .map(|s| s.parse::<FailOn>().map_err(|e| anyhow::anyhow!("--fail-on: {e}")))
+        .collect::<Result<Vec<_>>>()?;
+    let config = Config {
+        park_threshold: opts.park_threshold,
+        leak_window: opts.leak_window,
+        ..Config::default()
+    };
+    let analyzer = Analyzer::new(config).map_err(|e| anyhow::anyhow!("{e}"))?;
     let mode = if opts.events { Mode::Events } else { Mode::Parks };
     let plan = plan::plan(target, mode, !opts.no_stacks);
     let attached = attach::attach(&plan, &target.exe, pid, opts.bpf_log)?;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    let mut session = session::Session::new(target, attached, opts.clone())?;
-    if let Some(release) = release {
-        release()?;
-    }
-    if !opts.events {
-        eprintln!(
-            "tracer: attached {} probes to PID {pid} ({}); Ctrl-C to stop",
-            session.attached.attached.len(),
-            target.go_version
-        );
+    let mut session = session::Session::new(target, attached, opts.clone(), analyzer)?;
+    eprintln!(
+        "tracer: attached {} probes to PID {pid} ({}, {}); Ctrl-C to stop",
+        session.attached.attached.len(),
+        target.go_version,
+        target.exe.display()
+    );
+    match release {
+        Some(release) => release()?,
+        None => {
+            let started = std::time::Instant::now();
+            match session.snapshot(pid) {
+                Some(n) => eprintln!(
+                    "tracer: snapshot: {n} goroutines parked now (read in {:.0?})",
+                    started.elapsed()
+                ),
+                None => eprintln!("tracer: snapshot unavailable (runtime.allgs not readable)"),
+            }
+            session.tick_now();
+        }
     }
     let stop = rt.block_on(session.run(pid))?;
+    let now = session::monotonic_ns();
+    if run_mode && stop == session::Stop::TargetExited {
+        session.analyzer.apply(Input::TargetExit { ts_ns: now });
+    }
     let counters = session.counters();
-    let failed = &session.attached.failed;
     let mut missing = plan.missing.clone();
     missing.extend(target.missing.iter().cloned());
-    eprintln!(
-        "tracer: stopped ({stop:?}); {} events, {} dropped, {} probes attached, {} failed{}{}",
-        session.events_seen,
-        counters.drops,
-        session.attached.attached.len(),
-        failed.len(),
-        if failed.is_empty() {
-            String::new()
-        } else {
-            format!(" ({})", failed.join("; "))
-        },
-        if missing.is_empty() {
-            String::new()
-        } else {
-            format!("; not found: {}", missing.join(", "))
-        }
-    );
-    Ok(0)
+    let inputs = SummaryInputs {
+        events: session.events_seen,
+        drops: counters.drops,
+        probes_attached: session.attached.attached.len() as u32,
+        probes_failed: session.attached.failed.clone(),
+        symbols_missing: missing,
+    };
+    let report = session.analyzer.report(now, inputs);
+    let mut out = std::io::stdout().lock();
+    match opts.format {
+        Format::Text => report::text::write(&report, &mut out)?,
+        Format::Json => report::json::write(&report, &mut out)?,
+    }
+    drop(out);
+    eprintln!("tracer: stopped ({})", stop.describe());
+    Ok(u8::from(should_fail(&report.findings, &fail_on)))
 }

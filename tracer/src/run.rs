@@ -1,41 +1,71 @@
 //! `tracer run`: start the program held before `exec`, attach to it, then let it go,
-//! so not one event of its start-up is missed.
+//! so not one event of its start-up is missed. The PID survives `exec`, and the
+//! uprobes are bound to the executable's path and that PID.
+//!
+//! `std::process::Command` cannot do this: `spawn` waits for the child's `exec`, which
+//! is exactly what the child is held back from. So fork and exec by hand.
 use crate::cli::TraceOpts;
 use anyhow::{Context as _, Result, bail};
-use std::io::Read as _;
-use std::os::unix::process::CommandExt as _;
+use std::ffi::CString;
+use std::os::unix::ffi::OsStrExt as _;
 use std::path::PathBuf;
 
 pub fn run(command: &[String], opts: TraceOpts) -> Result<u8> {
     let program = resolve(&command[0])?;
     let target = tracer_inspect::TargetInfo::from_path(&program)?;
-    // The child blocks on this pipe between fork and exec.
-    let (mut reader, writer) = std::io::pipe().context("creating the start pipe")?;
-    let mut cmd = std::process::Command::new(&program);
-    cmd.args(&command[1..]);
-    // SAFETY: only async-signal-safe work (a blocking read) happens in the child.
-    unsafe {
-        cmd.pre_exec(move || {
-            let mut b = [0u8; 1];
-            let _ = reader.read(&mut b);
-            Ok(())
-        });
+    let path = CString::new(program.as_os_str().as_bytes()).context("program path")?;
+    let argv: Vec<CString> = command
+        .iter()
+        .map(|a| CString::new(a.as_bytes()))
+        .collect::<Result<_, _>>()
+        .context("argument with a NUL byte")?;
+    let mut argv_ptrs: Vec<*const libc::c_char> = argv.iter().map(|a| a.as_ptr()).collect();
+    argv_ptrs.push(std::ptr::null());
+
+    let mut fds = [0i32; 2];
+    // SAFETY: valid out-array of two fds.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+        bail!("creating the start pipe: {}", std::io::Error::last_os_error());
     }
-    let mut child = cmd
-        .spawn()
-        .with_context(|| format!("starting {}", program.display()))?;
-    let pid = child.id();
-    let writer = std::cell::RefCell::new(Some(writer));
+    let (read_fd, write_fd) = (fds[0], fds[1]);
+    // SAFETY: the child only calls async-signal-safe functions (close, read, execv,
+    // _exit) before exec.
+    let pid = unsafe { libc::fork() };
+    if pid < 0 {
+        bail!("fork: {}", std::io::Error::last_os_error());
+    }
+    if pid == 0 {
+        // SAFETY: see above; everything the child touches was prepared before fork.
+        unsafe {
+            libc::close(write_fd);
+            let mut b = [0u8; 1];
+            if libc::read(read_fd, b.as_mut_ptr().cast(), 1) == 1 {
+                libc::execv(path.as_ptr(), argv_ptrs.as_ptr());
+            }
+            libc::_exit(127);
+        }
+    }
+    // SAFETY: closing our copy of the read end.
+    unsafe { libc::close(read_fd) };
+    let pid = pid as u32;
     let release = Box::new(move || -> Result<()> {
-        // Closing the write end lets the child's read return and exec proceed.
-        drop(writer.borrow_mut().take());
+        // SAFETY: write_fd is ours; one byte lets the child exec.
+        let n = unsafe { libc::write(write_fd, b"g".as_ptr().cast(), 1) };
+        // SAFETY: closing our fd.
+        unsafe { libc::close(write_fd) };
+        if n != 1 {
+            bail!("releasing the child: {}", std::io::Error::last_os_error());
+        }
         Ok(())
     });
     let result = crate::trace(&target, pid, opts, Some(release));
     if result.is_err() {
-        let _ = child.kill();
+        // SAFETY: signalling our own child.
+        unsafe { libc::kill(pid as i32, libc::SIGKILL) };
     }
-    let _ = child.wait();
+    let mut status = 0;
+    // SAFETY: reaping our own child.
+    unsafe { libc::waitpid(pid as i32, &mut status, 0) };
     result
 }
 

@@ -10,7 +10,9 @@ use std::os::fd::{FromRawFd as _, OwnedFd};
 use std::time::Duration;
 use tokio::io::unix::AsyncFd;
 use tracer_common::{counter, kind};
+use tracer_analysis::{Analyzer, Frame, Input, Parked};
 use tracer_inspect::TargetInfo;
+use tracer_inspect::lines::SourceFrame;
 
 /// Why tracing stopped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -18,6 +20,22 @@ pub enum Stop {
     Interrupted,
     Duration,
     TargetExited,
+}
+
+impl Stop {
+    pub fn describe(self) -> &'static str {
+        match self {
+            Stop::Interrupted => "interrupted",
+            Stop::Duration => "duration reached",
+            Stop::TargetExited => "target exited",
+        }
+    }
+}
+
+/// Waits that are how a healthy program idles, not how it leaks: a server blocked in
+/// accept/read, a goroutine in `time.Sleep`. They are left out of the model.
+pub fn is_idle_wait(reason: &str) -> bool {
+    matches!(reason, "IO wait" | "sleep")
 }
 
 /// Counters read back from the kernel side.
@@ -39,6 +57,8 @@ pub struct Session<'t> {
     symbolizer: Symbolizer<'t>,
     t0: u64,
     pub events_seen: u64,
+    pub analyzer: Analyzer,
+    last_tick: u64,
 }
 
 pub fn monotonic_ns() -> u64 {
@@ -52,7 +72,12 @@ pub fn monotonic_ns() -> u64 {
 }
 
 impl<'t> Session<'t> {
-    pub fn new(target: &'t TargetInfo, mut attached: Attached, opts: TraceOpts) -> Result<Self> {
+    pub fn new(
+        target: &'t TargetInfo,
+        mut attached: Attached,
+        opts: TraceOpts,
+        analyzer: Analyzer,
+    ) -> Result<Self> {
         let ring = RingBuf::try_from(
             attached
                 .ebpf
@@ -74,7 +99,108 @@ impl<'t> Session<'t> {
             symbolizer: Symbolizer::new(target),
             t0: monotonic_ns(),
             events_seen: 0,
+            analyzer,
+            last_tick: 0,
         })
+    }
+
+    /// Feeds the goroutines parked right now, read from the target's memory: those
+    /// parked long before the tracer came are found too.
+    pub fn snapshot(&mut self, pid: u32) -> Option<usize> {
+        let mem = tracer_inspect::memory::Memory::new(pid);
+        let snap = tracer_inspect::goroutines::snapshot(self.target, &mem)?;
+        let now = monotonic_ns();
+        let mut parked = Vec::new();
+        for g in snap.goroutines.iter().filter(|g| g.is_waiting()) {
+            let reason = self.target.wait_reason(u64::from(g.wait_reason));
+            if is_idle_wait(&reason) {
+                continue;
+            }
+            let frames = self.symbolizer.pcs(&g.pcs);
+            let mut object = events::object_of(self.target, &reason, 0, 0);
+            if let tracer_analysis::Object::None = object {
+                if g.waiting_chan != 0 && reason.starts_with("chan") {
+                    object = tracer_analysis::Object::Channel {
+                        addr: g.waiting_chan,
+                        elem_type: None,
+                    };
+                }
+            }
+            let since = if g.wait_since > 0 && (g.wait_since as u64) <= now {
+                g.wait_since as u64
+            } else {
+                now
+            };
+            let p = Parked {
+                goid: g.goid,
+                wait_reason: reason,
+                since_ns: since,
+                exact: false,
+                object,
+                frames: frames.iter().map(to_frame).collect(),
+                start_function: self.symbolizer.function(g.startpc),
+                created_by: self.symbolizer.pc(g.gopc, true).as_ref().map(to_frame),
+                parent_goid: (g.parent_goid != 0).then_some(g.parent_goid),
+            };
+            if self.opts.events {
+                let live = LiveEvent {
+                    kind: "event",
+                    event: "parked",
+                    ts_ns: now,
+                    goid: p.goid,
+                    wait_reason: Some(p.wait_reason.clone()),
+                    object: Some(p.object.clone()),
+                    site: events::site(&frames),
+                    frames,
+                    parked_ns: None,
+                    waker_goid: None,
+                    may_block: None,
+                    start_function: p.start_function.clone(),
+                    created_by: self.symbolizer.pc(g.gopc, true),
+                };
+                self.print_live(&live);
+            }
+            parked.push(p);
+        }
+        let n = parked.len();
+        self.analyzer.apply(Input::Snapshot {
+            ts_ns: now,
+            parked,
+            total_goroutines: snap.live,
+        });
+        Some(n)
+    }
+
+    fn print_live(&self, live: &LiveEvent) {
+        let mut out = std::io::stdout().lock();
+        let _ = match self.opts.format {
+            Format::Text => writeln!(out, "{}", live.text(self.t0)),
+            Format::Json => writeln!(out, "{}", serde_json::to_string(live).unwrap_or_default()),
+        };
+    }
+
+    /// Runs the detectors and prints what newly fired (at most once a second).
+    pub fn tick(&mut self) {
+        let now = monotonic_ns();
+        if now.saturating_sub(self.last_tick) < 1_000_000_000 {
+            return;
+        }
+        self.tick_now();
+    }
+
+    pub fn tick_now(&mut self) {
+        let now = monotonic_ns();
+        self.last_tick = now;
+        let fresh = self.analyzer.tick(now);
+        if fresh.is_empty() {
+            return;
+        }
+        let mut out = std::io::stdout().lock();
+        let _ = match self.opts.format {
+            Format::Text => tracer_analysis::report::text::write_findings(&fresh, &mut out),
+            Format::Json => tracer_analysis::report::json::write_findings(&fresh, &mut out),
+        };
+        let _ = out.flush();
     }
 
     /// Runs until a stop condition; `pid` is watched through a pidfd.
@@ -97,7 +223,7 @@ impl<'t> Session<'t> {
         tokio::pin!(exited);
         let stop = loop {
             tokio::select! {
-                _ = tick.tick() => self.drain(),
+                _ = tick.tick() => { self.drain(); self.tick(); }
                 _ = tokio::signal::ctrl_c() => break Stop::Interrupted,
                 _ = term.recv() => break Stop::Interrupted,
                 _ = &mut sleep, if deadline.is_some() => break Stop::Duration,
@@ -119,6 +245,7 @@ impl<'t> Session<'t> {
         let mut out = std::io::stdout().lock();
         for ev in batch {
             self.events_seen += 1;
+            self.feed(&ev);
             if self.opts.events {
                 let live = self.live(&ev);
                 let _ = match self.opts.format {
@@ -132,6 +259,57 @@ impl<'t> Session<'t> {
             }
         }
         let _ = out.flush();
+    }
+
+    /// Turns a kernel record into model input.
+    fn feed(&mut self, ev: &tracer_common::Event) {
+        let input = match ev.kind {
+            kind::PARK => {
+                let reason = self.target.wait_reason(ev.arg);
+                if is_idle_wait(&reason) {
+                    return;
+                }
+                let frames = self.park_frames(ev);
+                Input::Park {
+                    ts_ns: ev.ts_ns,
+                    parked: Parked {
+                        goid: ev.goid,
+                        object: events::object_of(self.target, &reason, ev.obj, ev.obj2),
+                        wait_reason: reason,
+                        since_ns: ev.ts_ns,
+                        exact: true,
+                        frames: frames.iter().map(to_frame).collect(),
+                        start_function: self.symbolizer.function(ev.startpc),
+                        created_by: self.symbolizer.pc(ev.gopc, true).as_ref().map(to_frame),
+                        parent_goid: (ev.peer_goid != 0).then_some(ev.peer_goid),
+                    },
+                }
+            }
+            kind::READY => Input::Ready {
+                ts_ns: ev.ts_ns,
+                goid: ev.goid,
+                waker_goid: (ev.peer_goid != 0).then_some(ev.peer_goid),
+                parked_ns: (ev.arg != 0).then_some(ev.arg),
+            },
+            kind::EXIT => Input::Exit {
+                ts_ns: ev.ts_ns,
+                goid: ev.goid,
+            },
+            _ => return,
+        };
+        self.analyzer.apply(input);
+    }
+
+    fn park_frames(&mut self, ev: &tracer_common::Event) -> Vec<SourceFrame> {
+        let ips: Vec<u64> = if ev.stack_id >= 0 {
+            self.stacks
+                .get(&(ev.stack_id as u32), 0)
+                .map(|s| s.frames().iter().map(|f| f.ip).collect())
+                .unwrap_or_default()
+        } else {
+            Vec::new()
+        };
+        self.symbolizer.stack(ev.stack_id, &ips, ev.pc)
     }
 
     fn live(&mut self, ev: &tracer_common::Event) -> LiveEvent {
@@ -155,15 +333,7 @@ impl<'t> Session<'t> {
                 let reason = self.target.wait_reason(ev.arg);
                 live.object = Some(events::object_of(self.target, &reason, ev.obj, ev.obj2));
                 live.wait_reason = Some(reason);
-                let ips: Vec<u64> = if ev.stack_id >= 0 {
-                    self.stacks
-                        .get(&(ev.stack_id as u32), 0)
-                        .map(|s| s.frames().iter().map(|f| f.ip).collect())
-                        .unwrap_or_default()
-                } else {
-                    Vec::new()
-                };
-                live.frames = self.symbolizer.stack(ev.stack_id, &ips, ev.pc);
+                live.frames = self.park_frames(ev);
                 live.site = events::site(&live.frames);
                 live.start_function = self.symbolizer.function(ev.startpc);
                 live.created_by = self.symbolizer.pc(ev.gopc, true);
@@ -177,19 +347,22 @@ impl<'t> Session<'t> {
             }
             kind::CHAN_SEND | kind::CHAN_RECV => {
                 live.object = Some(if ev.obj == 0 {
-                    events::ObjectRef::NilChannel
+                    tracer_analysis::Object::NilChannel
                 } else {
-                    events::ObjectRef::Channel { addr: ev.obj }
+                    tracer_analysis::Object::Channel {
+                        addr: ev.obj,
+                        elem_type: None,
+                    }
                 });
                 live.may_block = Some(ev.arg != 0);
                 live.site = self.caller_site(ev.pc);
             }
             kind::LOCK_SLOW => {
-                live.object = Some(events::ObjectRef::Mutex { addr: ev.obj });
+                live.object = Some(tracer_analysis::Object::Mutex { addr: ev.obj });
                 live.site = self.caller_site(ev.pc);
             }
             kind::SEMACQUIRE => {
-                live.object = Some(events::ObjectRef::Semaphore { addr: ev.obj });
+                live.object = Some(tracer_analysis::Object::Semaphore { addr: ev.obj });
             }
             kind::SELECT => {
                 live.site = self.caller_site(ev.pc);
@@ -201,13 +374,9 @@ impl<'t> Session<'t> {
 
     /// The user-code frame that called a runtime function, from its return address.
     fn caller_site(&self, pc: u64) -> Option<tracer_inspect::lines::SourceFrame> {
-        let f = self.symbolizer.pc(pc, true)?;
-        if events::is_runtime_frame(&f.function) {
-            // chansend1 / chanrecv1 wrappers: the user frame is one further up, which
-            // only a stack has; the wrapper is still worth naming.
-            return Some(f);
-        }
-        Some(f)
+        // For chansend1/chanrecv1 this names the runtime wrapper: the user frame is
+        // one further up, which only a stack (taken at parks) has.
+        self.symbolizer.pc(pc, true)
     }
 
     pub fn counters(&self) -> Counters {
@@ -235,6 +404,10 @@ impl<'t> Session<'t> {
         c.read_errors = sum(counter::READ_ERRORS);
         c
     }
+}
+
+fn to_frame(f: &SourceFrame) -> Frame {
+    Frame::new(f.function.clone(), f.file.clone(), f.line)
 }
 
 /// A pidfd becomes readable when the process exits: no polling of /proc.

@@ -3,7 +3,7 @@
 //! so a reader who knows `SIGQUIT` output can read it without a legend.
 //!
 //! Differences from a Go dump: ages are printed for every goroutine (Go shows
-//! them only past a minute) in the rule of [`duration::human`], with `~` when the
+//! them only past a minute) in the rule of [`human`], with `~` when the
 //! park time is an estimate; function arguments are not printed (`f()`); and a
 //! line after the stack names the object the goroutine waits on.
 

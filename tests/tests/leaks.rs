@@ -1,0 +1,156 @@
+//! Stuck-goroutine scenarios, in attach mode and in run mode, checked through the
+//! JSON report against what each fixture says about itself.
+use std::time::Duration;
+use tracer_tests::*;
+
+fn goroutine_findings(out: &str) -> Vec<serde_json::Value> {
+    json_lines(out).into_iter().filter(|v| v["kind"] == "goroutine").collect()
+}
+
+/// Asserts a finding for each `expect` record with the given rule.
+fn check_expectations(records: &[Record], out: &str, rule: &str) {
+    let findings = goroutine_findings(out);
+    let mut checked = 0;
+    for e in records.iter().filter(|r| r.kind == "expect" && r.get("rule") != "growing") {
+        let goid = e.u64("goid");
+        let f = findings
+            .iter()
+            .find(|f| f["goid"].as_u64() == Some(goid) && f["rule"] == rule)
+            .unwrap_or_else(|| panic!("no {rule} finding for {e:?}\n{out}"));
+        let ctx = format!("{e:?} vs {f}");
+        assert_eq!(f["wait_reason"], e.get("wait"), "{ctx}");
+        assert_eq!(f["site"]["line"].as_u64(), Some(e.u64("line")), "{ctx}");
+        assert!(f["site"]["file"].as_str().unwrap().ends_with(e.get("file")), "{ctx}");
+        assert_eq!(f["site"]["function"], e.get("func"), "{ctx}");
+        assert_eq!(f["start_function"], e.get("start"), "{ctx}");
+        assert_eq!(f["created_by"]["function"], e.get("creator"), "{ctx}");
+        match e.get("object") {
+            "nil" => assert_eq!(f["object"]["kind"], "nil_channel", "{ctx}"),
+            o if o.starts_with("chan:") => {
+                let addr = u64::from_str_radix(o.trim_start_matches("chan:0x"), 16).unwrap();
+                assert_eq!(f["object"]["kind"], "channel", "{ctx}");
+                assert_eq!(f["object"]["addr"].as_u64(), Some(addr), "{ctx}");
+            }
+            _ => {}
+        }
+        checked += 1;
+    }
+    assert!(checked > 0, "fixture announced nothing");
+}
+
+fn summary(out: &str) -> serde_json::Value {
+    json_lines(out).into_iter().rev().find(|v| v["kind"] == "summary").expect("summary line")
+}
+
+fn attach_mode(go: Go, only: &str, delay: bool) {
+    let bin = build_fixture("scenarios", go, &[]);
+    let mut args = vec!["-only", only];
+    if delay {
+        args.extend(["-delay", "1s"]);
+    }
+    let mut fixture = start_fixture(&bin, &args);
+    let pid = fixture.pid().to_string();
+    // Attached before the goroutines block (probes) or after (snapshot).
+    let tracer_args = ["attach", &pid, "--format", "json", "--duration", "4s", "--park-threshold", "500ms"];
+    let (records, (code, out, err)) = if delay {
+        let handle = std::thread::spawn({
+            let a: Vec<String> = tracer_args.iter().map(|s| s.to_string()).collect();
+            move || {
+                let a: Vec<&str> = a.iter().map(String::as_str).collect();
+                run_tracer(&a, Duration::from_secs(60))
+            }
+        });
+        let records = fixture.until_ready();
+        (records, handle.join().unwrap())
+    } else {
+        let records = fixture.until_ready();
+        (records, run_tracer(&tracer_args, Duration::from_secs(60)))
+    };
+    assert_eq!(code, 0, "{err}");
+    check_expectations(&records, &out, "long_parked");
+    assert_eq!(summary(&out)["drops"].as_u64(), Some(0));
+}
+
+const ALL: &str = "send,recv,wgfanout,rangeopen,circular,nilchan,timeout,panicrecover";
+
+#[test]
+fn scenarios_found_live_by_probes() {
+    attach_mode(Go::Default, ALL, true);
+}
+
+#[test]
+fn scenarios_found_by_snapshot_when_stuck_before_attach() {
+    attach_mode(Go::Default, ALL, false);
+}
+
+#[test]
+fn scenarios_found_on_oldest_go() {
+    attach_mode(Go::Oldest, ALL, true);
+}
+
+#[test]
+fn scenarios_reported_parked_at_exit_in_run_mode() {
+    let bin = build_fixture("scenarios", Go::Default, &[]);
+    let (code, out, err) = run_tracer(
+        &["run", "--format", "json", "--fail-on", "leak", "--", bin.to_str().unwrap(), "-only", ALL, "-exit-after", "300ms"],
+        Duration::from_secs(60),
+    );
+    assert_eq!(code, 1, "--fail-on leak must fail: {err}");
+    let records: Vec<Record> = out.lines().filter(|l| !l.starts_with('{')).map(parse_record).collect();
+    check_expectations(&records, &out, "parked_at_exit");
+}
+
+#[test]
+fn early_leak_is_caught_in_run_mode() {
+    let bin = build_fixture("early", Go::Default, &[]);
+    let (code, out, err) = run_tracer(&["run", "--format", "json", "--", bin.to_str().unwrap()], Duration::from_secs(60));
+    assert_eq!(code, 0, "{err}");
+    let records: Vec<Record> = out.lines().filter(|l| !l.starts_with('{')).map(parse_record).collect();
+    check_expectations(&records, &out, "parked_at_exit");
+}
+
+#[test]
+fn growing_group_is_a_leak_and_the_idle_pool_is_not() {
+    let bin = build_fixture("scenarios", Go::Default, &[]);
+    let mut fixture = start_fixture(&bin, &["-only", "growing"]);
+    let records = fixture.until_ready();
+    let pid = fixture.pid().to_string();
+    let (code, out, err) = run_tracer(
+        &["attach", &pid, "--format", "json", "--duration", "5s", "--leak-window", "3s", "--fail-on", "leak"],
+        Duration::from_secs(60),
+    );
+    assert_eq!(code, 1, "{err}\n{out}");
+    let e = records.iter().find(|r| r.get("rule") == "growing").expect("growing expect line");
+    let groups: Vec<_> = json_lines(&out).into_iter().filter(|v| v["kind"] == "group" && v["rule"] == "growing").collect();
+    assert!(
+        groups.iter().any(|g| g["site"]["line"].as_u64() == Some(e.u64("line")) && g["site"]["function"] == e.get("func")),
+        "no growing group at {e:?}: {out}"
+    );
+    let idle_line = records.iter().find(|r| r.kind == "idle").map(|r| r.u64("line")).unwrap();
+    assert!(
+        !groups.iter().any(|g| g["site"]["line"].as_u64() == Some(idle_line)),
+        "idle pool called a leak: {out}"
+    );
+}
+
+#[test]
+fn clean_program_has_no_findings() {
+    let bin = build_fixture("clean", Go::Default, &[]);
+    let mut fixture = start_fixture(&bin, &[]);
+    fixture.until_ready();
+    let pid = fixture.pid().to_string();
+    let (code, out, err) = run_tracer(
+        &["attach", &pid, "--format", "json", "--duration", "3s", "--park-threshold", "1s", "--fail-on", "any"],
+        Duration::from_secs(60),
+    );
+    assert_eq!(code, 0, "{err}\n{out}");
+    assert!(goroutine_findings(&out).is_empty(), "{out}");
+    assert!(summary(&out)["events"].as_u64().unwrap() > 0, "{out}");
+    drop(fixture);
+    let (code, out, err) = run_tracer(
+        &["run", "--format", "json", "--fail-on", "any", "--", bin.to_str().unwrap(), "-exit-after", "1s"],
+        Duration::from_secs(60),
+    );
+    assert_eq!(code, 0, "{err}\n{out}");
+    assert!(goroutine_findings(&out).is_empty(), "{out}");
+}

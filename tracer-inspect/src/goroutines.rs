@@ -1,0 +1,173 @@
+//! Reads every goroutine from the target's memory (`runtime.allgs`): the snapshot
+//! that shows goroutines parked long before the tracer attached, at zero cost to the
+//! target. The target keeps running while this reads, so each g is read in one copy
+//! and checked for consistency; a goroutine that changed under us is skipped, not
+//! misreported.
+use crate::memory::Memory;
+use crate::target::TargetInfo;
+
+/// `_Gwaiting`; the `_Gscan` bit (0x1000) may be set while the GC looks at it.
+const G_WAITING: u32 = 4;
+const G_DEAD: u32 = 6;
+const G_SCAN: u32 = 0x1000;
+const MAX_FRAMES: usize = 64;
+/// How much of a parked goroutine's stack is copied in one read for the frame walk.
+const STACK_CHUNK: usize = 4096;
+
+/// One goroutine as the runtime describes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RawGoroutine {
+    pub goid: u64,
+    pub status: u32,
+    pub wait_reason: u8,
+    /// `g.waitsince` (nanotime, CLOCK_MONOTONIC); 0 when the runtime has not set it
+    /// (it does so lazily, at the first GC after the park).
+    pub wait_since: i64,
+    pub gopc: u64,
+    pub startpc: u64,
+    pub parent_goid: u64,
+    /// Run-time PCs of the parked stack, innermost first (return addresses after the
+    /// first).
+    pub pcs: Vec<u64>,
+    /// For channel waits: the channel of the first sudog (`g.waiting.c`).
+    pub waiting_chan: u64,
+}
+
+impl RawGoroutine {
+    pub fn is_waiting(&self) -> bool {
+        self.status & !G_SCAN == G_WAITING
+    }
+}
+
+#[derive(Debug, Default)]
+pub struct Snapshot {
+    pub goroutines: Vec<RawGoroutine>,
+    /// All live (not dead) goroutines.
+    pub live: u64,
+    /// g structs that could not be read or changed while being read.
+    pub skipped: u64,
+}
+
+/// Reads all goroutines. `parked_only` skips the stack walk for running ones.
+pub fn snapshot(target: &TargetInfo, mem: &Memory) -> Option<Snapshot> {
+    let bias = target.load_bias();
+    let allgs = target.data.get("runtime.allgs")?;
+    let off = |n: &str| target.offsets.get(n);
+    let goid_off = off("runtime.g.goid")?;
+    let status_off = off("runtime.g.atomicstatus")?;
+    let fields = [
+        goid_off,
+        status_off,
+        off("runtime.g.waitreason").unwrap_or(0),
+        off("runtime.g.waitsince").unwrap_or(0),
+        off("runtime.g.gopc").unwrap_or(0),
+        off("runtime.g.startpc").unwrap_or(0),
+        off("runtime.g.parentGoid").unwrap_or(0),
+        off("runtime.g.sched.pc").unwrap_or(0),
+        off("runtime.g.sched.sp").unwrap_or(0),
+        off("runtime.g.sched.bp").unwrap_or(0),
+        off("runtime.g.waiting").unwrap_or(0),
+    ];
+    let g_size = (*fields.iter().max()? + 8) as usize;
+    // allgs is a slice: (ptr, len, cap).
+    let base = allgs.addr + bias;
+    let ptr = mem.u64(base).ok()?;
+    let len = mem.u64(base + 8).ok()? as usize;
+    if len > 50_000_000 {
+        return None;
+    }
+    let mut gptrs = vec![0u8; len * 8];
+    mem.read(ptr, &mut gptrs).ok()?;
+    let sudog_c = off("runtime.sudog.c");
+
+    let mut snap = Snapshot::default();
+    let mut buf = vec![0u8; g_size];
+    let mut stack = vec![0u8; STACK_CHUNK];
+    for chunk in gptrs.chunks_exact(8) {
+        let g = u64::from_le_bytes(chunk.try_into().ok()?);
+        if g == 0 || mem.read(g, &mut buf).is_err() {
+            snap.skipped += 1;
+            continue;
+        }
+        let status = le32(&buf, status_off);
+        let base_status = status & !G_SCAN;
+        if base_status == G_DEAD || base_status == 0 {
+            continue;
+        }
+        snap.live += 1;
+        let mut raw = RawGoroutine {
+            goid: le64(&buf, goid_off),
+            status,
+            wait_reason: buf[fields[2] as usize],
+            wait_since: le64(&buf, fields[3]) as i64,
+            gopc: le64(&buf, fields[4]),
+            startpc: le64(&buf, fields[5]),
+            parent_goid: if fields[6] != 0 { le64(&buf, fields[6]) } else { 0 },
+            pcs: Vec::new(),
+            waiting_chan: 0,
+        };
+        if !raw.is_waiting() {
+            snap.goroutines.push(raw);
+            continue;
+        }
+        let (pc, sp, bp) = (le64(&buf, fields[7]), le64(&buf, fields[8]), le64(&buf, fields[9]));
+        raw.pcs = walk(mem, pc, sp, bp, &mut stack);
+        if let (Some(c_off), w) = (sudog_c, le64(&buf, fields[10])) {
+            if w != 0 {
+                raw.waiting_chan = mem.u64(w + c_off).unwrap_or(0);
+            }
+        }
+        // Re-validate: the goroutine must still be the same one, still parked.
+        if mem.read(g, &mut buf).is_err()
+            || le64(&buf, goid_off) != raw.goid
+            || le32(&buf, status_off) & !G_SCAN != G_WAITING
+        {
+            snap.skipped += 1;
+            continue;
+        }
+        snap.goroutines.push(raw);
+    }
+    Some(snap)
+}
+
+fn le64(buf: &[u8], off: u64) -> u64 {
+    let o = off as usize;
+    buf.get(o..o + 8)
+        .map(|b| u64::from_le_bytes(b.try_into().unwrap_or_default()))
+        .unwrap_or(0)
+}
+
+fn le32(buf: &[u8], off: u64) -> u32 {
+    let o = off as usize;
+    buf.get(o..o + 4)
+        .map(|b| u32::from_le_bytes(b.try_into().unwrap_or_default()))
+        .unwrap_or(0)
+}
+
+/// Frame-pointer walk from a parked goroutine's saved registers. Reads one chunk of
+/// stack from `sp` and walks inside it, reading more only when a frame lies beyond.
+fn walk(mem: &Memory, pc: u64, sp: u64, mut bp: u64, stack: &mut [u8]) -> Vec<u64> {
+    let mut pcs = vec![pc];
+    let have = mem.read(sp, stack).is_ok();
+    let read = |addr: u64| -> Option<u64> {
+        if have && addr >= sp && addr + 8 <= sp + stack.len() as u64 {
+            let o = (addr - sp) as usize;
+            Some(u64::from_le_bytes(stack[o..o + 8].try_into().ok()?))
+        } else {
+            mem.u64(addr).ok()
+        }
+    };
+    while bp != 0 && pcs.len() < MAX_FRAMES {
+        let Some(ret) = read(bp + 8) else { break };
+        let Some(next) = read(bp) else { break };
+        if ret == 0 {
+            break;
+        }
+        pcs.push(ret);
+        if next <= bp {
+            break;
+        }
+        bp = next;
+    }
+    pcs
+}
