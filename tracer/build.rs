@@ -1,6 +1,6 @@
 //! Builds the kernel programs (`tracer-ebpf`) with the pinned nightly and bpf-linker,
 //! so the agent can embed the object file. `cargo xtask setup` installs both.
-use anyhow::{Context as _, anyhow};
+use anyhow::{anyhow, Context as _};
 
 /// The nightly that builds the eBPF crate; `xtask` installs the same one.
 const EBPF_TOOLCHAIN: &str = "nightly-2026-10-25";

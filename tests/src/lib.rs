@@ -5,14 +5,14 @@ use std::collections::HashMap;
 use std::io::{BufRead as _, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::mpsc::{Receiver, RecvTimeoutError, channel};
+use std::sync::mpsc::{channel, Receiver, RecvTimeoutError};
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 fn env_path(name: &str) -> PathBuf {
-    std::env::var_os(name).map(PathBuf::from).unwrap_or_else(|| {
-        panic!("{name} is not set: run the tests with `cargo xtask test`")
-    })
+    std::env::var_os(name)
+        .map(PathBuf::from)
+        .unwrap_or_else(|| panic!("{name} is not set: run the tests with `cargo xtask test`"))
 }
 
 /// The tracer binary under test.
@@ -50,7 +50,10 @@ fn fixtures_dir() -> PathBuf {
 /// Builds `tests/fixtures/<name>` once per Go version and flag set per test run.
 pub fn build_fixture(name: &str, go: Go, extra: &[&str]) -> PathBuf {
     static LOCK: OnceLock<Mutex<()>> = OnceLock::new();
-    let _guard = LOCK.get_or_init(|| Mutex::new(())).lock().unwrap_or_else(|e| e.into_inner());
+    let _guard = LOCK
+        .get_or_init(|| Mutex::new(()))
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
     let out_dir = env_path("TRACER_BUILD_DIR").join(go.tag());
     std::fs::create_dir_all(&out_dir).expect("creating the fixture build dir");
     let suffix = extra.join("").replace(['-', '=', ' ', '/'], "");
@@ -84,7 +87,9 @@ impl Record {
     }
 
     pub fn u64(&self, key: &str) -> u64 {
-        self.get(key).parse().unwrap_or_else(|_| panic!("{key} in {self:?}"))
+        self.get(key)
+            .parse()
+            .unwrap_or_else(|_| panic!("{key} in {self:?}"))
     }
 }
 
@@ -95,14 +100,21 @@ pub fn parse_record(line: &str) -> Record {
     let mut fields = HashMap::new();
     while !rest.is_empty() {
         rest = rest.trim_start();
-        let Some((key, after)) = rest.split_once('=') else { break };
+        let Some((key, after)) = rest.split_once('=') else {
+            break;
+        };
         let (value, tail) = if let Some(q) = after.strip_prefix('"') {
             let mut end = 0;
             let bytes = q.as_bytes();
-            while end < bytes.len() && !(bytes[end] == b'"' && (end == 0 || bytes[end - 1] != b'\\')) {
+            while end < bytes.len()
+                && !(bytes[end] == b'"' && (end == 0 || bytes[end - 1] != b'\\'))
+            {
                 end += 1;
             }
-            (q[..end].replace("\\\"", "\""), q.get(end + 1..).unwrap_or(""))
+            (
+                q[..end].replace("\\\"", "\""),
+                q.get(end + 1..).unwrap_or(""),
+            )
         } else {
             let end = after.find(' ').unwrap_or(after.len());
             (after[..end].to_string(), &after[end..])
@@ -110,7 +122,10 @@ pub fn parse_record(line: &str) -> Record {
         fields.insert(key.to_string(), value);
         rest = tail;
     }
-    Record { kind: kind.to_string(), fields }
+    Record {
+        kind: kind.to_string(),
+        fields,
+    }
 }
 
 /// A running process whose stdout lines arrive on a channel.
@@ -136,7 +151,11 @@ impl Proc {
                 }
             }
         });
-        Proc { child, lines: rx, seen: Vec::new() }
+        Proc {
+            child,
+            lines: rx,
+            seen: Vec::new(),
+        }
     }
 
     pub fn pid(&self) -> u32 {
@@ -155,7 +174,9 @@ impl Proc {
                         return Some(l);
                     }
                 }
-                Err(RecvTimeoutError::Timeout) | Err(RecvTimeoutError::Disconnected) => return None,
+                Err(RecvTimeoutError::Timeout) | Err(RecvTimeoutError::Disconnected) => {
+                    return None
+                }
             }
         }
     }
@@ -165,7 +186,9 @@ impl Proc {
         let mut out = Vec::new();
         let end = Instant::now() + Duration::from_secs(60);
         while Instant::now() < end {
-            let Some(l) = self.wait_line(Duration::from_secs(60), |_| true) else { break };
+            let Some(l) = self.wait_line(Duration::from_secs(60), |_| true) else {
+                break;
+            };
             let r = parse_record(&l);
             let done = r.kind == "ready";
             out.push(r);
@@ -238,7 +261,9 @@ pub fn run_tracer(args: &[&str], limit: Duration) -> (i32, String, String) {
 
 /// JSON lines of an output, skipping anything that is not JSON.
 pub fn json_lines(out: &str) -> Vec<serde_json::Value> {
-    out.lines().filter_map(|l| serde_json::from_str(l).ok()).collect()
+    out.lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
 }
 
 #[cfg(test)]
@@ -247,7 +272,9 @@ mod tests {
 
     #[test]
     fn parses_protocol_lines() {
-        let r = parse_record(r#"expect goid=7 wait="chan send" file=main.go line=12 object=chan:0xc000"#);
+        let r = parse_record(
+            r#"expect goid=7 wait="chan send" file=main.go line=12 object=chan:0xc000"#,
+        );
         assert_eq!(r.kind, "expect");
         assert_eq!(r.u64("goid"), 7);
         assert_eq!(r.get("wait"), "chan send");

@@ -4,14 +4,20 @@ use std::time::Duration;
 use tracer_tests::*;
 
 fn goroutine_findings(out: &str) -> Vec<serde_json::Value> {
-    json_lines(out).into_iter().filter(|v| v["kind"] == "goroutine").collect()
+    json_lines(out)
+        .into_iter()
+        .filter(|v| v["kind"] == "goroutine")
+        .collect()
 }
 
 /// Asserts a finding for each `expect` record with the given rule.
 fn check_expectations(records: &[Record], out: &str, rule: &str) {
     let findings = goroutine_findings(out);
     let mut checked = 0;
-    for e in records.iter().filter(|r| r.kind == "expect" && r.get("rule") != "growing") {
+    for e in records
+        .iter()
+        .filter(|r| r.kind == "expect" && r.get("rule") != "growing")
+    {
         let goid = e.u64("goid");
         let f = findings
             .iter()
@@ -20,7 +26,10 @@ fn check_expectations(records: &[Record], out: &str, rule: &str) {
         let ctx = format!("{e:?} vs {f}");
         assert_eq!(f["wait_reason"], e.get("wait"), "{ctx}");
         assert_eq!(f["site"]["line"].as_u64(), Some(e.u64("line")), "{ctx}");
-        assert!(f["site"]["file"].as_str().unwrap().ends_with(e.get("file")), "{ctx}");
+        assert!(
+            f["site"]["file"].as_str().unwrap().ends_with(e.get("file")),
+            "{ctx}"
+        );
         assert_eq!(f["site"]["function"], e.get("func"), "{ctx}");
         assert_eq!(f["start_function"], e.get("start"), "{ctx}");
         assert_eq!(f["created_by"]["function"], e.get("creator"), "{ctx}");
@@ -39,7 +48,11 @@ fn check_expectations(records: &[Record], out: &str, rule: &str) {
 }
 
 fn summary(out: &str) -> serde_json::Value {
-    json_lines(out).into_iter().rev().find(|v| v["kind"] == "summary").expect("summary line")
+    json_lines(out)
+        .into_iter()
+        .rev()
+        .find(|v| v["kind"] == "summary")
+        .expect("summary line")
 }
 
 fn attach_mode(go: Go, only: &str, delay: bool) {
@@ -51,7 +64,16 @@ fn attach_mode(go: Go, only: &str, delay: bool) {
     let mut fixture = start_fixture(&bin, &args);
     let pid = fixture.pid().to_string();
     // Attached before the goroutines block (probes) or after (snapshot).
-    let tracer_args = ["attach", &pid, "--format", "json", "--duration", "4s", "--park-threshold", "500ms"];
+    let tracer_args = [
+        "attach",
+        &pid,
+        "--format",
+        "json",
+        "--duration",
+        "4s",
+        "--park-threshold",
+        "500ms",
+    ];
     let (records, (code, out, err)) = if delay {
         let handle = std::thread::spawn({
             let a: Vec<String> = tracer_args.iter().map(|s| s.to_string()).collect();
@@ -92,20 +114,43 @@ fn scenarios_found_on_oldest_go() {
 fn scenarios_reported_parked_at_exit_in_run_mode() {
     let bin = build_fixture("scenarios", Go::Default, &[]);
     let (code, out, err) = run_tracer(
-        &["run", "--format", "json", "--fail-on", "leak", "--", bin.to_str().unwrap(), "-only", ALL, "-exit-after", "300ms"],
+        &[
+            "run",
+            "--format",
+            "json",
+            "--fail-on",
+            "leak",
+            "--",
+            bin.to_str().unwrap(),
+            "-only",
+            ALL,
+            "-exit-after",
+            "300ms",
+        ],
         Duration::from_secs(60),
     );
     assert_eq!(code, 1, "--fail-on leak must fail: {err}");
-    let records: Vec<Record> = out.lines().filter(|l| !l.starts_with('{')).map(parse_record).collect();
+    let records: Vec<Record> = out
+        .lines()
+        .filter(|l| !l.starts_with('{'))
+        .map(parse_record)
+        .collect();
     check_expectations(&records, &out, "parked_at_exit");
 }
 
 #[test]
 fn early_leak_is_caught_in_run_mode() {
     let bin = build_fixture("early", Go::Default, &[]);
-    let (code, out, err) = run_tracer(&["run", "--format", "json", "--", bin.to_str().unwrap()], Duration::from_secs(60));
+    let (code, out, err) = run_tracer(
+        &["run", "--format", "json", "--", bin.to_str().unwrap()],
+        Duration::from_secs(60),
+    );
     assert_eq!(code, 0, "{err}");
-    let records: Vec<Record> = out.lines().filter(|l| !l.starts_with('{')).map(parse_record).collect();
+    let records: Vec<Record> = out
+        .lines()
+        .filter(|l| !l.starts_with('{'))
+        .map(parse_record)
+        .collect();
     check_expectations(&records, &out, "parked_at_exit");
 }
 
@@ -116,19 +161,45 @@ fn growing_group_is_a_leak_and_the_idle_pool_is_not() {
     let records = fixture.until_ready();
     let pid = fixture.pid().to_string();
     let (code, out, err) = run_tracer(
-        &["attach", &pid, "--format", "json", "--duration", "5s", "--leak-window", "3s", "--fail-on", "leak"],
+        &[
+            "attach",
+            &pid,
+            "--format",
+            "json",
+            "--duration",
+            "5s",
+            "--leak-window",
+            "3s",
+            "--fail-on",
+            "leak",
+        ],
         Duration::from_secs(60),
     );
     assert_eq!(code, 1, "{err}\n{out}");
-    let e = records.iter().find(|r| r.get("rule") == "growing").expect("growing expect line");
-    let groups: Vec<_> = json_lines(&out).into_iter().filter(|v| v["kind"] == "group" && v["rule"] == "growing").collect();
+    let e = records
+        .iter()
+        .find(|r| r.get("rule") == "growing")
+        .expect("growing expect line");
+    let groups: Vec<_> = json_lines(&out)
+        .into_iter()
+        .filter(|v| v["kind"] == "group" && v["rule"] == "growing")
+        .collect();
     assert!(
-        groups.iter().any(|g| g["site"]["line"].as_u64() == Some(e.u64("line")) && g["site"]["function"] == e.get("func")),
+        groups
+            .iter()
+            .any(|g| g["site"]["line"].as_u64() == Some(e.u64("line"))
+                && g["site"]["function"] == e.get("func")),
         "no growing group at {e:?}: {out}"
     );
-    let idle_line = records.iter().find(|r| r.kind == "idle").map(|r| r.u64("line")).unwrap();
+    let idle_line = records
+        .iter()
+        .find(|r| r.kind == "idle")
+        .map(|r| r.u64("line"))
+        .unwrap();
     assert!(
-        !groups.iter().any(|g| g["site"]["line"].as_u64() == Some(idle_line)),
+        !groups
+            .iter()
+            .any(|g| g["site"]["line"].as_u64() == Some(idle_line)),
         "idle pool called a leak: {out}"
     );
 }
@@ -140,7 +211,18 @@ fn clean_program_has_no_findings() {
     fixture.until_ready();
     let pid = fixture.pid().to_string();
     let (code, out, err) = run_tracer(
-        &["attach", &pid, "--format", "json", "--duration", "3s", "--park-threshold", "1s", "--fail-on", "any"],
+        &[
+            "attach",
+            &pid,
+            "--format",
+            "json",
+            "--duration",
+            "3s",
+            "--park-threshold",
+            "1s",
+            "--fail-on",
+            "any",
+        ],
         Duration::from_secs(60),
     );
     assert_eq!(code, 0, "{err}\n{out}");
@@ -148,7 +230,17 @@ fn clean_program_has_no_findings() {
     assert!(summary(&out)["events"].as_u64().unwrap() > 0, "{out}");
     drop(fixture);
     let (code, out, err) = run_tracer(
-        &["run", "--format", "json", "--fail-on", "any", "--", bin.to_str().unwrap(), "-exit-after", "1s"],
+        &[
+            "run",
+            "--format",
+            "json",
+            "--fail-on",
+            "any",
+            "--",
+            bin.to_str().unwrap(),
+            "-exit-after",
+            "1s",
+        ],
         Duration::from_secs(60),
     );
     assert_eq!(code, 0, "{err}\n{out}");

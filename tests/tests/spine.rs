@@ -23,19 +23,35 @@ fn events_match_fixture(go: Go) {
     let pid = fixture.pid().to_string();
     let mut tracer = Proc::spawn(
         tracer()
-            .args(["attach", &pid, "--events", "--format", "json", "--duration", "20s"])
+            .args([
+                "attach",
+                &pid,
+                "--events",
+                "--format",
+                "json",
+                "--duration",
+                "20s",
+            ])
             .stderr(Stdio::null()),
     );
     let records = fixture.until_ready();
-    let expect = records.iter().find(|r| r.kind == "expect").expect("expect line");
-    let idle = records.iter().find(|r| r.kind == "idle").expect("idle line");
+    let expect = records
+        .iter()
+        .find(|r| r.kind == "expect")
+        .expect("expect line");
+    let idle = records
+        .iter()
+        .find(|r| r.kind == "idle")
+        .expect("idle line");
     let goid = expect.u64("goid");
     let chan = chan_addr(expect.get("object"));
     let line = expect.u64("line");
 
     let park = tracer
         .wait_line(Duration::from_secs(20), |l| {
-            let Ok(v) = serde_json::from_str::<serde_json::Value>(l) else { return false };
+            let Ok(v) = serde_json::from_str::<serde_json::Value>(l) else {
+                return false;
+            };
             (v["event"] == "park" || v["event"] == "parked")
                 && v["goid"].as_u64() == Some(goid)
                 && v["wait_reason"] == "chan send"
@@ -45,16 +61,21 @@ fn events_match_fixture(go: Go) {
     assert_eq!(v["object"]["kind"], "channel", "{v}");
     assert_eq!(hex(&v["object"]["addr"]), chan, "{v}");
     assert_eq!(v["site"]["line"].as_u64(), Some(line), "{v}");
-    assert!(v["site"]["file"].as_str().unwrap().ends_with("chansend/main.go"), "{v}");
+    assert!(
+        v["site"]["file"]
+            .as_str()
+            .unwrap()
+            .ends_with("chansend/main.go"),
+        "{v}"
+    );
     assert_eq!(v["site"]["function"], expect.get("func"), "{v}");
 
     // Resumes of the goroutine main wakes every 100 ms name it.
     let idle_goid = idle.u64("goid");
     tracer
         .wait_line(Duration::from_secs(10), |l| {
-            serde_json::from_str::<serde_json::Value>(l).is_ok_and(|v| {
-                v["event"] == "resume" && v["goid"].as_u64() == Some(idle_goid)
-            })
+            serde_json::from_str::<serde_json::Value>(l)
+                .is_ok_and(|v| v["event"] == "resume" && v["goid"].as_u64() == Some(idle_goid))
         })
         .unwrap_or_else(|| panic!("no resume of goroutine {idle_goid}"));
     fixture
@@ -70,14 +91,28 @@ fn events_match_fixture(go: Go) {
         .wait_line(Duration::from_secs(5), |l| l.starts_with("woke "))
         .expect("target still running after detach");
     let (code, out, err) = run_tracer(
-        &["attach", &pid, "--format", "json", "--duration", "1s", "--park-threshold", "100ms"],
+        &[
+            "attach",
+            &pid,
+            "--format",
+            "json",
+            "--duration",
+            "1s",
+            "--park-threshold",
+            "100ms",
+        ],
         Duration::from_secs(30),
     );
     assert_eq!(code, 0, "{err}");
     let found = json_lines(&out).into_iter().any(|v| {
-        v["kind"] == "goroutine" && v["goid"].as_u64() == Some(goid) && v["wait_reason"] == "chan send"
+        v["kind"] == "goroutine"
+            && v["goid"].as_u64() == Some(goid)
+            && v["wait_reason"] == "chan send"
     });
-    assert!(found, "second attach did not report goroutine {goid}: {out}");
+    assert!(
+        found,
+        "second attach did not report goroutine {goid}: {out}"
+    );
     assert!(fixture.alive(), "target died");
 }
 
@@ -97,7 +132,11 @@ fn sigterm_and_target_exit_end_the_trace_cleanly() {
     let mut fixture = start_fixture(&bin, &[]);
     fixture.until_ready();
     let pid = fixture.pid().to_string();
-    let mut first = Proc::spawn(tracer().args(["attach", &pid, "--format", "json"]).stderr(Stdio::piped()));
+    let mut first = Proc::spawn(
+        tracer()
+            .args(["attach", &pid, "--format", "json"])
+            .stderr(Stdio::piped()),
+    );
     let mut err = std::io::BufReader::new(first.child.stderr.take().unwrap());
     let mut line = String::new();
     std::io::BufRead::read_line(&mut err, &mut line).unwrap();
@@ -108,11 +147,17 @@ fn sigterm_and_target_exit_end_the_trace_cleanly() {
     assert!(fixture.alive());
 
     // Target exits mid-trace: the tracer ends by itself with a summary.
-    let mut second = Proc::spawn(tracer().args(["attach", &pid, "--format", "json"]).stderr(Stdio::null()));
+    let mut second = Proc::spawn(
+        tracer()
+            .args(["attach", &pid, "--format", "json"])
+            .stderr(Stdio::null()),
+    );
     std::thread::sleep(Duration::from_millis(300));
     fixture.kill();
     let summary = second
-        .wait_line(Duration::from_secs(10), |l| l.contains("\"kind\":\"summary\""))
+        .wait_line(Duration::from_secs(10), |l| {
+            l.contains("\"kind\":\"summary\"")
+        })
         .expect("summary after target exit");
     assert!(summary.contains("\"probes_attached\""));
     assert_eq!(second.child.wait().unwrap().code(), Some(0));
@@ -122,12 +167,18 @@ fn sigterm_and_target_exit_end_the_trace_cleanly() {
 fn plan_places_no_probe_on_the_stack_check() {
     for go in [Go::Default, Go::Oldest] {
         let bin = build_fixture("chansend", go, &[]);
-        let (code, out, err) = run_tracer(&["plan", "--exe", bin.to_str().unwrap(), "--mode", "events"], Duration::from_secs(30));
+        let (code, out, err) = run_tracer(
+            &["plan", "--exe", bin.to_str().unwrap(), "--mode", "events"],
+            Duration::from_secs(30),
+        );
         assert_eq!(code, 0, "{err}");
         let probes: Vec<&str> = out.lines().filter(|l| l.starts_with("go_")).collect();
         assert!(probes.len() >= 8, "{out}");
         for p in probes {
-            assert!(p.contains("(after stack check)"), "probe not past the prologue: {p}");
+            assert!(
+                p.contains("(after stack check)"),
+                "probe not past the prologue: {p}"
+            );
             assert!(!p.contains(" cmp"), "probe on a cmp: {p}");
         }
     }
@@ -137,7 +188,10 @@ fn expect_error(args: &[&str], needle: &str) {
     let (code, out, err) = run_tracer(args, Duration::from_secs(30));
     assert_eq!(code, 2, "{args:?}: {out} {err}");
     assert_eq!(err.trim().lines().count(), 1, "not one line: {err}");
-    assert!(err.contains(needle), "{args:?}: expected {needle:?} in {err:?}");
+    assert!(
+        err.contains(needle),
+        "{args:?}: expected {needle:?} in {err:?}"
+    );
     assert!(!err.contains("panicked"), "{err}");
 }
 
@@ -145,12 +199,18 @@ fn expect_error(args: &[&str], needle: &str) {
 fn bad_input_gets_one_line_and_exit_code_2() {
     expect_error(&["attach", "3999999"], "no process with PID 3999999");
     expect_error(&["attach", "2"], "kernel thread");
-    let mut sleeper = std::process::Command::new("sleep").arg("60").spawn().unwrap();
+    let mut sleeper = std::process::Command::new("sleep")
+        .arg("60")
+        .spawn()
+        .unwrap();
     expect_error(&["attach", &sleeper.id().to_string()], "not a Go program");
     let _ = sleeper.kill();
     let _ = sleeper.wait();
     let stripped = build_fixture("chansend", Go::Default, &["-ldflags=-s -w"]);
-    expect_error(&["plan", "--exe", stripped.to_str().unwrap()], "rebuild without");
+    expect_error(
+        &["plan", "--exe", stripped.to_str().unwrap()],
+        "rebuild without",
+    );
     expect_error(&["plan", "--exe", "/bin/sh"], "not a Go program");
 }
 

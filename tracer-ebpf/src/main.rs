@@ -9,14 +9,14 @@
 #![no_main]
 
 use aya_ebpf::{
-    Global,
-    bindings::{BPF_F_USER_STACK, BPF_RB_NO_WAKEUP, pt_regs},
+    bindings::{pt_regs, BPF_F_USER_STACK, BPF_RB_NO_WAKEUP},
     helpers::{bpf_get_smp_processor_id, bpf_ktime_get_ns, bpf_probe_read_user},
     macros::{map, uprobe},
     maps::{LruHashMap, PerCpuArray, RingBuf, StackTrace},
-    programs::{ProbeContext, tracing::StackIdContext},
+    programs::{tracing::StackIdContext, ProbeContext},
+    Global,
 };
-use tracer_common::{Event, ParkState, counter, kind};
+use tracer_common::{counter, kind, Event, ParkState};
 
 #[map]
 static EVENTS: RingBuf = RingBuf::with_byte_size(8 << 20, 0);

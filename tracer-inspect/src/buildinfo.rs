@@ -549,14 +549,34 @@ mod tests {
         go_version: String,
         /// (binary, main package path)
         bins: Vec<(PathBuf, &'static str)>,
-        _dir: TempDir,
     }
 
-    struct TempDir(PathBuf);
-    impl Drop for TempDir {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
+    /// A fresh directory for this test process under the temp dir. The
+    /// fixtures live in statics that are never dropped, so directories left
+    /// by earlier runs (whose process is gone) are removed here.
+    fn scratch_dir(prefix: &str) -> PathBuf {
+        static SEQ: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let tmp = std::env::temp_dir();
+        if let Ok(entries) = std::fs::read_dir(&tmp) {
+            for e in entries.flatten() {
+                let name = e.file_name();
+                let Some(rest) = name.to_str().and_then(|n| n.strip_prefix(prefix)) else {
+                    continue;
+                };
+                let pid = rest.trim_start_matches('-').split('-').next().unwrap_or("");
+                if !pid.is_empty() && !Path::new("/proc").join(pid).exists() {
+                    let _ = std::fs::remove_dir_all(e.path());
+                }
+            }
         }
+        let dir = tmp.join(format!(
+            "{prefix}-{}-{}",
+            std::process::id(),
+            SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
     }
 
     /// `TRACER_GO` (default: the project's pinned Go), and
@@ -601,24 +621,13 @@ mod tests {
             );
             return None;
         }
-        static SEQ: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-        let dir = std::env::temp_dir().join(format!(
-            "tracer-buildinfo-test-{}-{}",
-            std::process::id(),
-            SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-        ));
-        let _ = std::fs::remove_dir_all(&dir);
+        let dir = scratch_dir("tracer-buildinfo-test");
         std::fs::create_dir_all(dir.join("cmd/tool")).unwrap();
-        let dir = TempDir(dir);
-        std::fs::write(
-            dir.0.join("go.mod"),
-            format!("module {MODULE}\n\ngo 1.21\n"),
-        )
-        .unwrap();
+        std::fs::write(dir.join("go.mod"), format!("module {MODULE}\n\ngo 1.21\n")).unwrap();
         let main = "package main\n\nimport \"fmt\"\n\nfunc main() { fmt.Println(\"hi\") }\n";
-        std::fs::write(dir.0.join("main.go"), main).unwrap();
-        std::fs::write(dir.0.join("cmd/tool/main.go"), main).unwrap();
-        let out = go_cmd(&go, &dir.0)
+        std::fs::write(dir.join("main.go"), main).unwrap();
+        std::fs::write(dir.join("cmd/tool/main.go"), main).unwrap();
+        let out = go_cmd(&go, &dir)
             .args(["env", "GOVERSION"])
             .output()
             .expect("run go env");
@@ -642,8 +651,8 @@ mod tests {
                 &["-ldflags=-s -w"][..],
             ),
         ] {
-            let bin = dir.0.join(format!("bin-{name}"));
-            let out = go_cmd(&go, &dir.0)
+            let bin = dir.join(format!("bin-{name}"));
+            let out = go_cmd(&go, &dir)
                 .arg("build")
                 .args(args)
                 .arg("-o")
@@ -658,11 +667,7 @@ mod tests {
             );
             bins.push((bin, path));
         }
-        Some(Built {
-            go_version,
-            bins,
-            _dir: dir,
-        })
+        Some(Built { go_version, bins })
     }
 
     fn built() -> &'static [Built] {

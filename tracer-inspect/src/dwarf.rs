@@ -1,7 +1,7 @@
 //! DWARF of the target: loaded once (Go 1.26 compresses it), then used for struct
 //! offsets here and for PC-to-line lookups in [`crate::lines`].
-use crate::InspectError;
 use crate::binary::Binary;
+use crate::InspectError;
 use gimli::Reader as _;
 use gimli::{EndianRcSlice, LittleEndian};
 use object::{Object as _, ObjectSection as _};
@@ -47,10 +47,8 @@ pub fn member_offsets(
         HashMap::new();
     let mut needed: Vec<String> = wanted.iter().map(|(s, _)| s.to_string()).collect();
     // Nested struct types (e.g. runtime.gobuf) are needed too.
-    for extra in ["runtime.gobuf"] {
-        if !needed.iter().any(|n| n == extra) {
-            needed.push(extra.to_string());
-        }
+    if !needed.iter().any(|n| n == "runtime.gobuf") {
+        needed.push("runtime.gobuf".to_string());
     }
     let mut units = dwarf.units();
     while let Some(header) = units.next()? {
@@ -84,7 +82,10 @@ pub fn member_offsets(
                     let Some(name) = entry.attr_value(gimli::DW_AT_name)? else {
                         continue;
                     };
-                    let name = dwarf.attr_string(&unit, name)?.to_string_lossy()?.into_owned();
+                    let name = dwarf
+                        .attr_string(&unit, name)?
+                        .to_string_lossy()?
+                        .into_owned();
                     let off = match entry.attr_value(gimli::DW_AT_data_member_location)? {
                         Some(gimli::AttributeValue::Udata(v)) => v,
                         Some(gimli::AttributeValue::Data1(v)) => v as u64,

@@ -38,7 +38,9 @@ pub enum InspectError {
         "{0} is stripped (built with -ldflags='-s -w': no symbol table, no DWARF); rebuild without -s -w to trace it"
     )]
     Stripped(PathBuf),
-    #[error("{path}: {what}; rebuild without -ldflags=-w, or use a Go version tracer knows ({known})")]
+    #[error(
+        "{path}: {what}; rebuild without -ldflags=-w, or use a Go version tracer knows ({known})"
+    )]
     NoOffsets {
         path: PathBuf,
         what: String,

@@ -83,8 +83,8 @@ pub fn snapshot(target: &TargetInfo, mem: &Memory) -> Option<Snapshot> {
     let mut snap = Snapshot::default();
     let mut buf = vec![0u8; g_size];
     let mut stack = vec![0u8; STACK_CHUNK];
-    for chunk in gptrs.chunks_exact(8) {
-        let g = u64::from_le_bytes(chunk.try_into().ok()?);
+    for chunk in gptrs.as_chunks::<8>().0 {
+        let g = u64::from_le_bytes(*chunk);
         if g == 0 || mem.read(g, &mut buf).is_err() {
             snap.skipped += 1;
             continue;
@@ -102,7 +102,11 @@ pub fn snapshot(target: &TargetInfo, mem: &Memory) -> Option<Snapshot> {
             wait_since: le64(&buf, fields[3]) as i64,
             gopc: le64(&buf, fields[4]),
             startpc: le64(&buf, fields[5]),
-            parent_goid: if fields[6] != 0 { le64(&buf, fields[6]) } else { 0 },
+            parent_goid: if fields[6] != 0 {
+                le64(&buf, fields[6])
+            } else {
+                0
+            },
             pcs: Vec::new(),
             waiting_chan: 0,
         };
@@ -110,7 +114,11 @@ pub fn snapshot(target: &TargetInfo, mem: &Memory) -> Option<Snapshot> {
             snap.goroutines.push(raw);
             continue;
         }
-        let (pc, sp, bp) = (le64(&buf, fields[7]), le64(&buf, fields[8]), le64(&buf, fields[9]));
+        let (pc, sp, bp) = (
+            le64(&buf, fields[7]),
+            le64(&buf, fields[8]),
+            le64(&buf, fields[9]),
+        );
         raw.pcs = walk(mem, pc, sp, bp, &mut stack);
         if let (Some(c_off), w) = (sudog_c, le64(&buf, fields[10])) {
             if w != 0 {

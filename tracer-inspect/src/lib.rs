@@ -3,11 +3,13 @@
 //! points are, the struct offsets and wait-reason names of that Go version, and how
 //! to turn a PC into function, file and line. Knows nothing about BPF.
 pub mod binary;
+pub mod buildinfo;
 pub mod dwarf;
 pub mod error;
 pub mod goroutines;
 pub mod lines;
 pub mod memory;
+pub mod pclntab;
 pub mod process;
 pub mod prologue;
 pub mod target;

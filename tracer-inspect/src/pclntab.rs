@@ -1086,18 +1086,39 @@ func main() { fmt.Println(C.add(1, 2)) }
             .unwrap_or_else(|| panic!("marker {marker:?}"))
     }
 
-    struct TempDir(PathBuf);
-    impl Drop for TempDir {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
+    /// A fresh directory for this test process under the temp dir. The
+    /// fixtures live in statics that are never dropped, so directories left
+    /// by earlier runs (whose process is gone) are removed here.
+    fn scratch_dir(prefix: &str) -> PathBuf {
+        static SEQ: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let tmp = std::env::temp_dir();
+        if let Ok(entries) = std::fs::read_dir(&tmp) {
+            for e in entries.flatten() {
+                let name = e.file_name();
+                let Some(rest) = name.to_str().and_then(|n| n.strip_prefix(prefix)) else {
+                    continue;
+                };
+                let pid = rest.trim_start_matches('-').split('-').next().unwrap_or("");
+                if !pid.is_empty() && !Path::new("/proc").join(pid).exists() {
+                    let _ = std::fs::remove_dir_all(e.path());
+                }
+            }
         }
+        let dir = tmp.join(format!(
+            "{prefix}-{}-{}",
+            std::process::id(),
+            SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
     }
 
     struct Fixture {
         go: PathBuf,
         /// `go env GOVERSION`, for messages.
         version: String,
-        dir: TempDir,
+        dir: PathBuf,
         /// name -> path: plain, stripped, pie, pie-stripped, and, when cgo
         /// works here, cgo, cgo-stripped, cgo-pie, cgo-pie-stripped.
         bins: HashMap<&'static str, PathBuf>,
@@ -1142,31 +1163,24 @@ func main() { fmt.Println(C.add(1, 2)) }
             );
             return None;
         }
-        static SEQ: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-        let dir = std::env::temp_dir().join(format!(
-            "tracer-pclntab-test-{}-{}",
-            std::process::id(),
-            SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-        ));
-        let _ = std::fs::remove_dir_all(&dir);
+        let dir = scratch_dir("tracer-pclntab-test");
         std::fs::create_dir_all(dir.join("cgo")).unwrap();
-        let dir = TempDir(dir);
         std::fs::write(
-            dir.0.join("go.mod"),
+            dir.join("go.mod"),
             "module example.com/pclntabtest\n\ngo 1.21\n",
         )
         .unwrap();
-        std::fs::write(dir.0.join("main.go"), GO_MAIN).unwrap();
-        std::fs::write(dir.0.join("cgo/main.go"), GO_CGO_MAIN).unwrap();
-        let out = go_cmd(&go, &dir.0)
+        std::fs::write(dir.join("main.go"), GO_MAIN).unwrap();
+        std::fs::write(dir.join("cgo/main.go"), GO_CGO_MAIN).unwrap();
+        let out = go_cmd(&go, &dir)
             .args(["env", "GOVERSION"])
             .output()
             .expect("run go env");
         let version = String::from_utf8_lossy(&out.stdout).trim().to_string();
         let mut bins = HashMap::new();
         let mut build = |name: &'static str, pkg: &str, cgo: bool, args: &[&str]| -> bool {
-            let bin = dir.0.join(format!("bin-{name}"));
-            let out = go_cmd(&go, &dir.0)
+            let bin = dir.join(format!("bin-{name}"));
+            let out = go_cmd(&go, &dir)
                 .env("CGO_ENABLED", if cgo { "1" } else { "0" })
                 .arg("build")
                 .args(args)
@@ -1264,7 +1278,7 @@ func main() { fmt.Println(C.add(1, 2)) }
     }
 
     fn go_addr2line(fx: &Fixture, bin: &Path, pcs: &[u64]) -> Vec<(String, String, u32)> {
-        let mut child = go_cmd(&fx.go, &fx.dir.0)
+        let mut child = go_cmd(&fx.go, &fx.dir)
             .args(["tool", "addr2line"])
             .arg(bin)
             .stdin(Stdio::piped())

@@ -26,7 +26,10 @@ pub fn placement(code: &[u8], vaddr: u64) -> Placement {
     while dec.can_decode() && insns.len() < 4 {
         insns.push(dec.decode());
     }
-    let first = insns.first().map(|i| i.mnemonic()).unwrap_or(Mnemonic::INVALID);
+    let first = insns
+        .first()
+        .map(|i| i.mnemonic())
+        .unwrap_or(Mnemonic::INVALID);
     let at_entry = Placement {
         offset: 0,
         skipped_stack_check: false,

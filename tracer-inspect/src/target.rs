@@ -3,7 +3,7 @@
 use crate::binary::{Binary, Symbol};
 use crate::lines::{Lines, SourceFrame};
 use crate::memory::Memory;
-use crate::{InspectError, dwarf, process, prologue, waitreasons};
+use crate::{dwarf, process, prologue, waitreasons, InspectError};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
@@ -137,14 +137,13 @@ impl TargetInfo {
         }
         let mut funcs = HashMap::new();
         for (key, alts) in PROBED_FUNCS {
-            let Some((name, sym)) = alts
-                .iter()
-                .find_map(|n| syms.get(*n).map(|s| (*n, *s)))
-            else {
+            let Some((name, sym)) = alts.iter().find_map(|n| syms.get(*n).map(|s| (*n, *s))) else {
                 missing.push(alts.join(" | "));
                 continue;
             };
-            let code = binary.bytes_at(sym.addr, 32.min(sym.size as usize)).unwrap_or(&[]);
+            let code = binary
+                .bytes_at(sym.addr, 32.min(sym.size as usize))
+                .unwrap_or(&[]);
             let place = prologue::placement(code, sym.addr);
             let Some(file_off) = binary.file_offset(sym.addr + place.offset) else {
                 missing.push(format!("{name} (not in a loadable segment)"));

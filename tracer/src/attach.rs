@@ -1,8 +1,8 @@
 //! Loads the kernel programs, patches the plan's constants in, attaches every probe,
 //! and owns the links: dropping [`Attached`] detaches everything.
 use crate::plan::ProbePlan;
-use aya::programs::UProbe;
 use aya::programs::uprobe::{UProbeAttachLocation, UProbeScope};
+use aya::programs::UProbe;
 use aya::{Ebpf, EbpfLoader};
 use std::num::NonZeroU32;
 use std::path::Path;

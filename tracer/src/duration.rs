@@ -31,7 +31,11 @@ pub fn parse(s: &str) -> Result<Duration, String> {
             "s" | "" => 1.0,
             "m" | "min" => 60.0,
             "h" => 3600.0,
-            _ => return Err(format!("invalid duration {s:?}: unknown unit {unit:?} (use ms, s, m, h)")),
+            _ => {
+                return Err(format!(
+                    "invalid duration {s:?}: unknown unit {unit:?} (use ms, s, m, h)"
+                ))
+            }
         };
         total += Duration::from_secs_f64(value * secs);
     }

@@ -1,10 +1,10 @@
 //! Ring-buffer records -> typed, symbolized events.
 use serde::Serialize;
 use std::collections::HashMap;
-use tracer_common::{EVENT_SIZE, Event, kind};
-use tracer_inspect::TargetInfo;
 use tracer_analysis::Object;
+use tracer_common::{kind, Event, EVENT_SIZE};
 use tracer_inspect::lines::SourceFrame;
+use tracer_inspect::TargetInfo;
 
 /// Reinterprets one ring-buffer record. Short records (should not happen) are refused.
 pub fn decode(bytes: &[u8]) -> Option<Event> {
@@ -205,7 +205,6 @@ pub fn site(frames: &[SourceFrame]) -> Option<SourceFrame> {
         .cloned()
 }
 
-
 impl LiveEvent {
     pub fn text(&self, t0: u64) -> String {
         let t = self.ts_ns.saturating_sub(t0) as f64 / 1e9;
@@ -213,7 +212,11 @@ impl LiveEvent {
         if let Some(r) = &self.wait_reason {
             s.push_str(&format!(" [{r}]"));
         }
-        if let Some(line) = self.object.as_ref().and_then(tracer_analysis::report::text::object_line) {
+        if let Some(line) = self
+            .object
+            .as_ref()
+            .and_then(tracer_analysis::report::text::object_line)
+        {
             s.push_str(&format!(" ({line})"));
         }
         if let Some(b) = self.may_block {

@@ -13,8 +13,8 @@ mod session;
 use anyhow::Result;
 use clap::Parser as _;
 use cli::{Cli, Command, Format, Mode, TraceOpts};
-use tracer_analysis::{Analyzer, Config, FailOn, Input, SummaryInputs, report, should_fail};
 use std::process::ExitCode;
+use tracer_analysis::{report, should_fail, Analyzer, Config, FailOn, Input, SummaryInputs};
 use tracer_inspect::TargetInfo;
 
 /// Exit code for bad input or a setup failure; 1 is reserved for `--fail-on`.
@@ -80,7 +80,10 @@ pub fn trace(
     let fail_on = opts
         .fail_on
         .iter()
-        .map(|s| s.parse::<FailOn>().map_err(|e| anyhow::anyhow!("--fail-on: {e}")))
+        .map(|s| {
+            s.parse::<FailOn>()
+                .map_err(|e| anyhow::anyhow!("--fail-on: {e}"))
+        })
         .collect::<Result<Vec<_>>>()?;
     let config = Config {
         park_threshold: opts.park_threshold,
@@ -88,13 +91,21 @@ pub fn trace(
         ..Config::default()
     };
     let analyzer = Analyzer::new(config).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let mode = if opts.events { Mode::Events } else { Mode::Parks };
+    let mode = if opts.events {
+        Mode::Events
+    } else {
+        Mode::Parks
+    };
     let plan = plan::plan(target, mode, !opts.no_stacks);
     let attached = attach::attach(&plan, &target.exe, pid, opts.bpf_log)?;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
     let mut session = session::Session::new(target, attached, opts.clone(), analyzer)?;
+    {
+        let _guard = rt.enter();
+        session.install_signals()?;
+    }
     eprintln!(
         "tracer: attached {} probes to PID {pid} ({}, {}); Ctrl-C to stop",
         session.attached.attached.len(),

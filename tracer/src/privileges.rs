@@ -1,6 +1,6 @@
 //! Up-front checks that turn "operation not permitted" deep inside a BPF syscall into
 //! one line that says what to do.
-use anyhow::{Result, bail};
+use anyhow::{bail, Result};
 
 const CAP_SYS_PTRACE: u32 = 19;
 const CAP_SYS_ADMIN: u32 = 21;
@@ -21,9 +21,7 @@ pub fn check() -> Result<()> {
     let has = |c: u32| caps & (1u64 << c) != 0;
     let bpf_ok = has(CAP_SYS_ADMIN) || (has(CAP_BPF) && has(CAP_PERFMON));
     if !bpf_ok || !has(CAP_SYS_PTRACE) {
-        bail!(
-            "tracer needs root (or CAP_BPF, CAP_PERFMON and CAP_SYS_PTRACE): run it with sudo"
-        );
+        bail!("tracer needs root (or CAP_BPF, CAP_PERFMON and CAP_SYS_PTRACE): run it with sudo");
     }
     Ok(())
 }

@@ -5,7 +5,7 @@
 //! `std::process::Command` cannot do this: `spawn` waits for the child's `exec`, which
 //! is exactly what the child is held back from. So fork and exec by hand.
 use crate::cli::TraceOpts;
-use anyhow::{Context as _, Result, bail};
+use anyhow::{bail, Context as _, Result};
 use std::ffi::CString;
 use std::os::unix::ffi::OsStrExt as _;
 use std::path::PathBuf;
@@ -25,7 +25,10 @@ pub fn run(command: &[String], opts: TraceOpts) -> Result<u8> {
     let mut fds = [0i32; 2];
     // SAFETY: valid out-array of two fds.
     if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
-        bail!("creating the start pipe: {}", std::io::Error::last_os_error());
+        bail!(
+            "creating the start pipe: {}",
+            std::io::Error::last_os_error()
+        );
     }
     let (read_fd, write_fd) = (fds[0], fds[1]);
     // SAFETY: the child only calls async-signal-safe functions (close, read, execv,

@@ -9,10 +9,11 @@ use std::io::Write as _;
 use std::os::fd::{FromRawFd as _, OwnedFd};
 use std::time::Duration;
 use tokio::io::unix::AsyncFd;
-use tracer_common::{counter, kind};
+use tokio::signal::unix::{signal, Signal, SignalKind};
 use tracer_analysis::{Analyzer, Frame, Input, Parked};
-use tracer_inspect::TargetInfo;
+use tracer_common::{counter, kind};
 use tracer_inspect::lines::SourceFrame;
+use tracer_inspect::TargetInfo;
 
 /// Why tracing stopped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -59,6 +60,7 @@ pub struct Session<'t> {
     pub events_seen: u64,
     pub analyzer: Analyzer,
     last_tick: u64,
+    signals: Option<(Signal, Signal)>,
 }
 
 pub fn monotonic_ns() -> u64 {
@@ -101,7 +103,18 @@ impl<'t> Session<'t> {
             events_seen: 0,
             analyzer,
             last_tick: 0,
+            signals: None,
         })
+    }
+
+    /// Takes over SIGINT and SIGTERM. Must run inside the runtime, before anyone is
+    /// told the tracer is attached, so an early signal still stops it cleanly.
+    pub fn install_signals(&mut self) -> Result<()> {
+        self.signals = Some((
+            signal(SignalKind::interrupt())?,
+            signal(SignalKind::terminate())?,
+        ));
+        Ok(())
     }
 
     /// Feeds the goroutines parked right now, read from the target's memory: those
@@ -211,7 +224,10 @@ impl<'t> Session<'t> {
         let deadline = self.opts.duration;
         let sleep = tokio::time::sleep(deadline.unwrap_or(Duration::from_secs(u64::MAX / 4)));
         tokio::pin!(sleep);
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        if self.signals.is_none() {
+            self.install_signals()?;
+        }
+        let (mut int, mut term) = self.signals.take().expect("installed above");
         let exited = async {
             match &pidfd {
                 Some(fd) => {
@@ -224,7 +240,7 @@ impl<'t> Session<'t> {
         let stop = loop {
             tokio::select! {
                 _ = tick.tick() => { self.drain(); self.tick(); }
-                _ = tokio::signal::ctrl_c() => break Stop::Interrupted,
+                _ = int.recv() => break Stop::Interrupted,
                 _ = term.recv() => break Stop::Interrupted,
                 _ = &mut sleep, if deadline.is_some() => break Stop::Duration,
                 _ = &mut exited => break Stop::TargetExited,
@@ -250,11 +266,9 @@ impl<'t> Session<'t> {
                 let live = self.live(&ev);
                 let _ = match self.opts.format {
                     Format::Text => writeln!(out, "{}", live.text(self.t0)),
-                    Format::Json => writeln!(
-                        out,
-                        "{}",
-                        serde_json::to_string(&live).unwrap_or_default()
-                    ),
+                    Format::Json => {
+                        writeln!(out, "{}", serde_json::to_string(&live).unwrap_or_default())
+                    }
                 };
             }
         }
@@ -387,11 +401,7 @@ impl<'t> Session<'t> {
         let Ok(arr) = PerCpuArray::<_, u64>::try_from(map) else {
             return c;
         };
-        let sum = |i: u32| -> u64 {
-            arr.get(&i, 0)
-                .map(|v| v.iter().copied().sum())
-                .unwrap_or(0)
-        };
+        let sum = |i: u32| -> u64 { arr.get(&i, 0).map(|v| v.iter().copied().sum()).unwrap_or(0) };
         for k in 1..kind::COUNT {
             let n = sum(k);
             if n > 0 {

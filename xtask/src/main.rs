@@ -3,6 +3,7 @@
 //! Built by the default stable toolchain, it installs the pinned toolchains the
 //! project needs (see `docs/toolchain.md`) and runs everything else through them, so a
 //! fresh clone needs nothing but rustup, Python and a C compiler.
+mod bench;
 mod setup;
 mod tasks;
 

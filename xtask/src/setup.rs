@@ -1,6 +1,6 @@
 //! Installs what the build needs, idempotently, inside the build tree (`build/`),
 //! except the rustup toolchains themselves.
-use anyhow::{Context as _, Result, bail};
+use anyhow::{bail, Context as _, Result};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -30,7 +30,10 @@ pub fn tools_bin() -> PathBuf {
 }
 
 pub fn go_bin(version: &str) -> PathBuf {
-    build_dir().join(format!("go-{version}")).join("bin").join("go")
+    build_dir()
+        .join(format!("go-{version}"))
+        .join("bin")
+        .join("go")
 }
 
 /// Installs everything; extra `--go VERSION` arguments add Go toolchains.
@@ -62,7 +65,9 @@ fn installed_toolchains() -> Result<String> {
 }
 
 fn ensure_toolchain(installed: &str, name: &str, components: &[&str]) -> Result<()> {
-    let present = installed.lines().any(|l| l.starts_with(&format!("{name}-")));
+    let present = installed
+        .lines()
+        .any(|l| l.starts_with(&format!("{name}-")));
     let stamp = build_dir().join(format!(".toolchain-{name}"));
     if present && stamp.exists() {
         return Ok(());

@@ -1,6 +1,6 @@
 //! The tasks the README names, each a thin sequence of commands.
-use crate::setup::{self, DEFAULT_GO, HOST_TOOLCHAIN, OLDEST_GO, build_dir, go_bin, root, run};
-use anyhow::{Context as _, Result, bail};
+use crate::setup::{self, build_dir, go_bin, root, run, DEFAULT_GO, HOST_TOOLCHAIN, OLDEST_GO};
+use anyhow::{bail, Context as _, Result};
 use std::io::{BufRead as _, BufReader};
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
@@ -65,7 +65,13 @@ pub fn demo(args: &[String]) -> Result<()> {
     let duration = args.first().cloned().unwrap_or_else(|| "5s".into());
     eprintln!("demo: service running as PID {pid}; tracing it for {duration}\n");
     let status = Command::new(&tracer)
-        .args(["attach", &pid.to_string(), "--events", "--duration", &duration])
+        .args([
+            "attach",
+            &pid.to_string(),
+            "--events",
+            "--duration",
+            &duration,
+        ])
         .args(["--park-threshold", "1s"])
         .status();
     let _ = child.kill();
@@ -84,7 +90,7 @@ pub fn test(args: &[String]) -> Result<()> {
     setup::setup(&["--go".into(), OLDEST_GO.into()])?;
     let tracer = build()?;
     run(cargo()
-        .args(["test", "--release", "--workspace"])
+        .args(["test", "--release"])
         .args(args)
         .env("TRACER_BIN", &tracer)
         .env("TRACER_GO", go_bin(DEFAULT_GO))
@@ -99,15 +105,21 @@ pub fn test(args: &[String]) -> Result<()> {
     Ok(())
 }
 
-pub fn bench(_args: &[String]) -> Result<()> {
-    let _tracer = build()?;
-    eprintln!("bench: not implemented yet");
-    Ok(())
+pub fn bench(args: &[String]) -> Result<()> {
+    crate::bench::bench(args)
 }
 
 pub fn lint() -> Result<()> {
     setup::setup(&[])?;
     run(cargo().args(["fmt", "--all", "--", "--check"]))?;
-    run(cargo().args(["clippy", "--release", "--workspace", "--all-targets", "--", "-D", "warnings"]))?;
+    run(cargo().args([
+        "clippy",
+        "--release",
+        "--workspace",
+        "--all-targets",
+        "--",
+        "-D",
+        "warnings",
+    ]))?;
     Ok(())
 }
