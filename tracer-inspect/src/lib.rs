@@ -8,6 +8,7 @@ pub mod dwarf;
 pub mod error;
 pub mod goroutines;
 pub mod lines;
+pub mod locksites;
 pub mod memory;
 pub mod pclntab;
 pub mod process;

@@ -53,15 +53,22 @@ func lookupPrice(ctx context.Context, item string) (int, error) {
 	}
 }
 
+var timeouts int
+
 func handleRequest(item string) {
 	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
 	defer cancel()
-	if _, err := lookupPrice(ctx, item); err != nil {
-		fmt.Fprintf(os.Stderr, "demo: %s: %v\n", item, err)
+	if _, err := lookupPrice(ctx, item); errors.Is(err, errTimeout) {
+		timeouts++ // a real service would log this; the demo keeps its output quiet
 	}
 }
 
-func stockWorker(inv *inventory, items []string) {
+var (
+	items = []string{"apple", "pear", "plum", "fig"}
+	inv   = &inventory{stock: make(map[string]int)}
+)
+
+func stockWorker() {
 	for {
 		item := items[rand.Intn(len(items))]
 		inv.adjust(item, rand.Intn(3)-1)
@@ -72,10 +79,8 @@ func stockWorker(inv *inventory, items []string) {
 func main() {
 	fmt.Printf("pid pid=%d\n", os.Getpid())
 
-	items := []string{"apple", "pear", "plum", "fig"}
-	inv := &inventory{stock: make(map[string]int)}
 	for i := 0; i < 4; i++ {
-		go stockWorker(inv, items)
+		go stockWorker()
 	}
 
 	requests := time.NewTicker(200 * time.Millisecond)

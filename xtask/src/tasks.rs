@@ -72,7 +72,7 @@ pub fn demo(args: &[String]) -> Result<()> {
             "--duration",
             &duration,
         ])
-        .args(["--park-threshold", "1s"])
+        .args(["--park-threshold", "1s", "--leak-window", "3s"])
         .status();
     let _ = child.kill();
     let _ = child.wait();
