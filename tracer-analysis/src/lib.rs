@@ -17,7 +17,7 @@ pub mod findings;
 mod fixtures;
 pub mod frames;
 pub mod input;
-pub mod lockorder;
+pub mod lockgraph;
 pub mod model;
 pub mod report;
 pub mod summary;

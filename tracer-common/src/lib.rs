@@ -31,8 +31,18 @@ pub mod kind {
     /// `runtime.semacquire1`: `obj` = semaphore address.
     pub const SEMACQUIRE: u32 = 9;
 
+    /// A new lock-order edge: `obj` (held) was held while `obj2` was acquired.
+    /// `arg` = site index of the held acquisition << 32 | site index of the new one.
+    pub const LOCK_EDGE: u32 = 10;
+    /// A goroutine acquires a mutex it already holds: `obj` = mutex, `arg` = site
+    /// index, `obj2` = 1 when both the held and the new acquisition are read locks.
+    pub const LOCK_SELF: u32 = 11;
+    /// Any lock operation (the `--events` view in locks mode): `obj` = mutex,
+    /// `arg` = site index.
+    pub const LOCK_OP: u32 = 12;
+
     /// Number of kinds, for counter tables (kinds are `1..COUNT`).
-    pub const COUNT: u32 = 10;
+    pub const COUNT: u32 = 13;
 }
 
 /// One ring-buffer record. Which fields are meaningful depends on [`kind`].
@@ -75,19 +85,72 @@ pub struct ParkState {
     pub obj: u64,
 }
 
+/// How many locks one goroutine can hold at once and still be tracked in the kernel.
+pub const MAX_HELD: usize = 8;
+/// Return addresses after which an entry-probed lock method was called from inside
+/// `sync` itself (RWMutex.Lock calling w.Lock): such hits are not user operations.
+pub const MAX_IGNORED_CALLERS: usize = 4;
+
+/// Lock operations, in [`LockSiteInfo::op`].
+pub mod lockop {
+    pub const LOCK: u32 = 0;
+    pub const UNLOCK: u32 = 1;
+    pub const TRY_LOCK: u32 = 2;
+    pub const RLOCK: u32 = 3;
+    pub const RUNLOCK: u32 = 4;
+    pub const TRY_RLOCK: u32 = 5;
+}
+
+/// Per-site facts the lock probe needs, indexed by the attach cookie.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LockSiteInfo {
+    /// Index of the register holding the mutex pointer in `pt_regs`.
+    pub reg: u32,
+    /// One of [`lockop`].
+    pub op: u32,
+    /// Added to the register to get the mutex address.
+    pub adjust: i64,
+    /// 1: count the hit only when ZF is set (TryLock succeeded).
+    pub if_zf: u32,
+    pub _pad: u32,
+    pub ignore_callers: [u64; MAX_IGNORED_CALLERS],
+}
+
+/// Locks a goroutine holds, as the kernel tracks them.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct HeldLocks {
+    pub n: u32,
+    /// Bit i set: lock i is held for reading.
+    pub read: u32,
+    pub locks: [u64; MAX_HELD],
+    pub sites: [u32; MAX_HELD],
+}
+
+/// Key of the edge map: `from` was held while `to` was acquired.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct EdgeKey {
+    pub from: u64,
+    pub to: u64,
+}
+
 /// Indexes of the per-CPU counter array (`COUNTERS`). Indexes below
 /// [`kind::COUNT`] count probe hits per event kind.
 pub mod counter {
     /// Records written to the ring buffer.
-    pub const RECORDS: u32 = 16;
+    pub const RECORDS: u32 = 24;
     /// Records lost because the ring buffer was full.
-    pub const DROPS: u32 = 17;
+    pub const DROPS: u32 = 25;
     /// User stacks that could not be taken.
-    pub const STACK_ERRORS: u32 = 18;
+    pub const STACK_ERRORS: u32 = 26;
     /// Reads of target memory (g fields, return address) that failed.
-    pub const READ_ERRORS: u32 = 19;
+    pub const READ_ERRORS: u32 = 27;
+    /// Locks not tracked because a goroutine already held [`super::MAX_HELD`].
+    pub const HELD_OVERFLOW: u32 = 28;
     /// Size of the array.
-    pub const COUNT: u32 = 24;
+    pub const COUNT: u32 = 32;
 }
 
 /// Offsets and switches the agent patches into the kernel programs before load.
@@ -104,6 +167,9 @@ pub mod globals {
     pub const VERBOSE: &str = "VERBOSE";
     /// Non-zero: take a user stack at every park.
     pub const STACKS: &str = "WANT_STACKS";
+    /// Non-zero: leak-watch mode: parks only update the kernel's parked map; no
+    /// record, no stack.
+    pub const WATCH: &str = "WATCH";
 }
 
 #[cfg(feature = "user")]
@@ -112,4 +178,10 @@ mod user {
     unsafe impl aya::Pod for super::Event {}
     // SAFETY: as above.
     unsafe impl aya::Pod for super::ParkState {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::LockSiteInfo {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::HeldLocks {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::EdgeKey {}
 }

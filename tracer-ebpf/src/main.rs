@@ -10,13 +10,17 @@
 
 use aya_ebpf::{
     bindings::{pt_regs, BPF_F_USER_STACK, BPF_RB_NO_WAKEUP},
-    helpers::{bpf_get_smp_processor_id, bpf_ktime_get_ns, bpf_probe_read_user},
+    helpers::{
+        bpf_get_attach_cookie, bpf_get_smp_processor_id, bpf_ktime_get_ns, bpf_probe_read_user,
+    },
     macros::{map, uprobe},
-    maps::{LruHashMap, PerCpuArray, RingBuf, StackTrace},
+    maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf, StackTrace},
     programs::{tracing::StackIdContext, ProbeContext},
     Global,
 };
-use tracer_common::{counter, kind, Event, ParkState};
+use tracer_common::{
+    counter, kind, lockop, EdgeKey, Event, HeldLocks, LockSiteInfo, ParkState, MAX_HELD,
+};
 
 #[map]
 static EVENTS: RingBuf = RingBuf::with_byte_size(8 << 20, 0);
@@ -36,6 +40,27 @@ static PARKED: LruHashMap<u64, ParkState> = LruHashMap::with_max_entries(1 << 18
 #[map]
 static PENDING_SEMA: LruHashMap<u64, u64> = LruHashMap::with_max_entries(1 << 16, 0);
 
+/// Lock sites, indexed by the attach cookie (the agent fills it before attaching).
+#[map]
+static LOCK_SITES: Array<LockSiteInfo> = Array::with_max_entries(1 << 16, 0);
+
+/// Hits per lock site: the overhead budget detaches the hottest.
+#[map]
+static SITE_HITS: PerCpuArray<u64> = PerCpuArray::with_max_entries(1 << 16, 0);
+
+/// goid -> the locks it holds now.
+#[map]
+static HELD: LruHashMap<u64, HeldLocks> = LruHashMap::with_max_entries(1 << 16, 0);
+
+/// mutex -> goroutine holding it for writing. Go allows unlocking from another
+/// goroutine; this finds whose held set the unlock clears.
+#[map]
+static HOLDER: LruHashMap<u64, u64> = LruHashMap::with_max_entries(1 << 18, 0);
+
+/// Lock-order edges already reported: each is sent to userspace once.
+#[map]
+static EDGES: HashMap<EdgeKey, u32> = HashMap::with_max_entries(1 << 16, 0);
+
 #[unsafe(no_mangle)]
 static G_GOID: Global<u64> = Global::new(152);
 #[unsafe(no_mangle)]
@@ -52,6 +77,8 @@ static M_CURG: Global<u64> = Global::new(0);
 static VERBOSE: Global<u64> = Global::new(0);
 #[unsafe(no_mangle)]
 static WANT_STACKS: Global<u64> = Global::new(1);
+#[unsafe(no_mangle)]
+static WATCH: Global<u64> = Global::new(0);
 
 #[inline(always)]
 fn count(index: u32) {
@@ -134,6 +161,18 @@ pub fn go_park(ctx: ProbeContext) -> u32 {
     let goid = goid_of(g);
     if goid == 0 {
         aya_log_ebpf::warn!(&ctx, "gopark: no goid readable from g {:x}", g);
+    }
+    if WATCH.load() != 0 {
+        // Leak-watch: the agent reads who is parked from memory; the kernel only
+        // keeps the exact park time.
+        let state = ParkState {
+            // SAFETY: plain helper call.
+            since_ns: unsafe { bpf_ktime_get_ns() },
+            reason: r.rcx & 0xff,
+            obj: r.rbx,
+        };
+        let _ = PARKED.insert(&goid, &state, 0);
+        return 0;
     }
     let mut ev = event(kind::PARK, r);
     ev.goid = goid;
@@ -291,6 +330,207 @@ pub fn go_semacquire(ctx: ProbeContext) -> u32 {
         emit(&ev);
     }
     0
+}
+
+/// A register of `pt_regs` by its index (r15 r14 r13 r12 rbp rbx r11 r10 r9 r8 rax
+/// rcx rdx rsi rdi orig_rax rip cs eflags rsp). Context fields need constant offsets,
+/// hence the match.
+#[inline(always)]
+fn reg(r: &pt_regs, index: u32) -> u64 {
+    match index {
+        0 => r.r15,
+        1 => r.r14,
+        2 => r.r13,
+        3 => r.r12,
+        4 => r.rbp,
+        5 => r.rbx,
+        6 => r.r11,
+        7 => r.r10,
+        8 => r.r9,
+        9 => r.r8,
+        10 => r.rax,
+        11 => r.rcx,
+        12 => r.rdx,
+        13 => r.rsi,
+        14 => r.rdi,
+        16 => r.rip,
+        19 => r.rsp,
+        _ => 0,
+    }
+}
+
+const EFLAGS_ZF: u64 = 1 << 6;
+
+/// Every Lock/Unlock/RLock/RUnlock/TryLock site, inlined or not. Keeps each
+/// goroutine's held set in the kernel and sends userspace only what it cannot
+/// derive: a lock-order edge the first time it is seen, and re-acquisitions of a
+/// held lock.
+#[uprobe]
+pub fn go_lock(ctx: ProbeContext) -> u32 {
+    // SAFETY: the context pointer is the helper's argument.
+    let site = unsafe { bpf_get_attach_cookie(ctx.regs.cast()) } as u32;
+    let Some(info) = LOCK_SITES.get(site) else {
+        return 0;
+    };
+    if let Some(hits) = SITE_HITS.get_ptr_mut(site) {
+        // SAFETY: per-CPU slot.
+        unsafe { *hits += 1 };
+    }
+    let r = regs(&ctx);
+    if info.if_zf != 0 && r.eflags & EFLAGS_ZF == 0 {
+        return 0;
+    }
+    if info.ignore_callers[0] != 0 {
+        let ret = read_u64(r.rsp);
+        for c in info.ignore_callers {
+            if c != 0 && c == ret {
+                return 0;
+            }
+        }
+    }
+    let m = reg(r, info.reg).wrapping_add(info.adjust as u64);
+    let goid = current_goid(r);
+    if VERBOSE.load() != 0 {
+        let mut ev = event(kind::LOCK_OP, r);
+        // Mid-function probe: the stack top is not a return address.
+        ev.pc = 0;
+        ev.goid = goid;
+        ev.obj = m;
+        ev.arg = site as u64;
+        emit(&ev);
+    }
+    match info.op {
+        lockop::UNLOCK | lockop::RUNLOCK => release(goid, m, info.op == lockop::UNLOCK),
+        _ => acquire(&ctx, r, goid, m, site, info.op),
+    }
+    0
+}
+
+#[inline(always)]
+fn acquire(ctx: &ProbeContext, r: &pt_regs, goid: u64, m: u64, site: u32, op: u32) {
+    let read = op == lockop::RLOCK || op == lockop::TRY_RLOCK;
+    let empty = HeldLocks::default();
+    if HELD.get_ptr_mut(&goid).is_none() {
+        let _ = HELD.insert(&goid, &empty, 0);
+    }
+    let Some(held) = HELD.get_ptr_mut(&goid) else {
+        return;
+    };
+    // SAFETY: map value pointer, valid for this program run.
+    let held = unsafe { &mut *held };
+    let n = (held.n as usize).min(MAX_HELD);
+    for i in 0..MAX_HELD {
+        if i >= n {
+            break;
+        }
+        let h = held.locks[i];
+        if h == m {
+            let both_read = read && held.read & (1 << i) != 0;
+            let mut ev = event(kind::LOCK_SELF, r);
+            ev.pc = 0;
+            ev.goid = goid;
+            ev.obj = m;
+            ev.obj2 = u64::from(both_read);
+            ev.arg = site as u64;
+            stack(ctx, &mut ev);
+            emit(&ev);
+            continue;
+        }
+        let key = EdgeKey { from: h, to: m };
+        // SAFETY: lookup with a key on the stack.
+        if unsafe { EDGES.get(&key) }.is_some() {
+            continue;
+        }
+        let _ = EDGES.insert(&key, &1, 0);
+        let mut ev = event(kind::LOCK_EDGE, r);
+        ev.pc = 0;
+        ev.goid = goid;
+        ev.obj = h;
+        ev.obj2 = m;
+        ev.arg = (u64::from(held.sites[i]) << 32) | site as u64;
+        ev.peer_goid = u64::from(held.read & (1 << i) != 0) | (u64::from(read) << 1);
+        stack(ctx, &mut ev);
+        emit(&ev);
+    }
+    if n < MAX_HELD {
+        held.locks[n] = m;
+        held.sites[n] = site;
+        if read {
+            held.read |= 1 << n;
+        } else {
+            held.read &= !(1 << n);
+        }
+        held.n = n as u32 + 1;
+    } else {
+        count(counter::HELD_OVERFLOW);
+    }
+    if !read {
+        let _ = HOLDER.insert(&m, &goid, 0);
+    }
+}
+
+#[inline(always)]
+fn stack(ctx: &ProbeContext, ev: &mut Event) {
+    match ctx.get_stackid(&STACKS, BPF_F_USER_STACK as u64) {
+        Ok(id) => ev.stack_id = id,
+        Err(_) => count(counter::STACK_ERRORS),
+    }
+}
+
+/// Removes `m` from the held set of whoever holds it. Usually the caller; Go also
+/// allows another goroutine to unlock, and then `HOLDER` names the owner. `HOLDER`
+/// is last-writer-wins (a contended Lock's attempt overwrites it), so it is only
+/// cleared by the goroutine it names.
+#[inline(always)]
+fn release(goid: u64, m: u64, write: bool) {
+    if remove_held(goid, m) {
+        // SAFETY: lookup with a key on the stack.
+        if write && unsafe { HOLDER.get(&m) }.is_some_and(|h| *h == goid) {
+            let _ = HOLDER.remove(&m);
+        }
+        return;
+    }
+    if !write {
+        return;
+    }
+    // SAFETY: lookup with a key on the stack.
+    if let Some(owner) = unsafe { HOLDER.get(&m) }.copied() {
+        remove_held(owner, m);
+        let _ = HOLDER.remove(&m);
+    }
+}
+
+#[inline(always)]
+fn remove_held(goid: u64, m: u64) -> bool {
+    let Some(held) = HELD.get_ptr_mut(&goid) else {
+        return false;
+    };
+    // SAFETY: map value pointer, valid for this program run.
+    let held = unsafe { &mut *held };
+    let n = (held.n as usize).min(MAX_HELD);
+    // The most recent acquisition of `m` is released: search from the top.
+    let mut found = MAX_HELD;
+    for j in 0..MAX_HELD {
+        let i = MAX_HELD - 1 - j;
+        if i < n && held.locks[i] == m {
+            found = i;
+            break;
+        }
+    }
+    if found == MAX_HELD {
+        return false;
+    }
+    for i in 0..MAX_HELD - 1 {
+        if i >= found && i + 1 < n {
+            held.locks[i] = held.locks[i + 1];
+            held.sites[i] = held.sites[i + 1];
+            let bit = (held.read >> (i + 1)) & 1;
+            held.read = (held.read & !(1 << i)) | (bit << i);
+        }
+    }
+    held.n = n as u32 - 1;
+    held.read &= (1u32 << held.n) - 1;
+    true
 }
 
 #[cfg(not(test))]

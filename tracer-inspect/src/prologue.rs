@@ -101,3 +101,100 @@ mod tests {
         assert!(!p.skipped_stack_check);
     }
 }
+
+/// The kernel refuses uprobes on LOCK-prefixed instructions, which is exactly where
+/// an inlined `Mutex.Lock` fast path names its mutex (`lock cmpxchg [rcx], edx`).
+/// Returns the address of the straight-line instruction just before `target` when
+/// `target` is LOCK-prefixed, provided it leaves `keep` (the register holding the
+/// mutex) unchanged and is not a branch; else the instruction right after the atomic
+/// (which always follows it) when the atomic leaves `keep` unchanged; `Some(target)`
+/// when no move is needed; `None` when the site cannot be probed.
+pub fn unlocked_probe(
+    window: &[u8],
+    window_start: u64,
+    target: u64,
+    keeps: impl Fn(Register) -> bool,
+) -> Option<u64> {
+    use iced_x86::{FlowControl, InstructionInfoFactory, OpAccess};
+    let at = usize::try_from(target.checked_sub(window_start)?).ok()?;
+    let mut dec = Decoder::with_ip(64, window.get(at..)?, target, DecoderOptions::NONE);
+    let insn = dec.decode();
+    if !insn.has_lock_prefix() {
+        return Some(target);
+    }
+    let writes = |i: &Instruction| {
+        let mut factory = InstructionInfoFactory::new();
+        let info = factory.info(i);
+        info.used_registers().iter().any(|u| {
+            keeps(u.register().full_register())
+                && matches!(
+                    u.access(),
+                    OpAccess::Write
+                        | OpAccess::ReadWrite
+                        | OpAccess::CondWrite
+                        | OpAccess::ReadCondWrite
+                )
+        })
+    };
+    let mut after = || {
+        let next = dec.decode();
+        (!writes(&insn) && !next.is_invalid() && !next.has_lock_prefix()).then_some(next.ip())
+    };
+    // x86 decoding resynchronises within a few instructions: try start points before
+    // the target until one lands exactly on it.
+    for back in (2..=at.min(24)).rev() {
+        let start = at - back;
+        let mut dec = Decoder::with_ip(
+            64,
+            &window[start..at],
+            window_start + start as u64,
+            DecoderOptions::NONE,
+        );
+        let mut last: Option<Instruction> = None;
+        let mut end = start as u64 + window_start;
+        while dec.can_decode() {
+            let i = dec.decode();
+            if i.is_invalid() {
+                last = None;
+                break;
+            }
+            end = i.next_ip();
+            last = Some(i);
+        }
+        let Some(prev) = last else { continue };
+        if end != target {
+            continue;
+        }
+        if prev.has_lock_prefix() || prev.flow_control() != FlowControl::Next || writes(&prev) {
+            return after();
+        }
+        return Some(prev.ip());
+    }
+    after()
+}
+
+#[cfg(test)]
+mod unlocked_tests {
+    use super::*;
+
+    #[test]
+    fn moves_off_a_lock_cmpxchg() {
+        // xor eax,eax; mov edx,1; lock cmpxchg [rcx],edx
+        let code = [
+            0x31, 0xc0, 0xba, 0x01, 0x00, 0x00, 0x00, 0xf0, 0x0f, 0xb1, 0x11,
+        ];
+        let p = unlocked_probe(&code, 0x1000, 0x1007, |r| r == Register::RCX);
+        assert_eq!(p, Some(0x1002));
+        // The preceding instruction overwrites the mutex register, and so does the
+        // atomic (cmpxchg writes rax): no place.
+        let p = unlocked_probe(&code, 0x1000, 0x1007, |r| {
+            r == Register::RDX || r == Register::RAX
+        });
+        assert_eq!(p, None);
+        // Not locked: stays.
+        assert_eq!(
+            unlocked_probe(&code, 0x1000, 0x1002, |_| false),
+            Some(0x1002)
+        );
+    }
+}

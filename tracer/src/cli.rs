@@ -45,14 +45,29 @@ pub enum Command {
         /// Plan for an executable file instead of a process.
         #[arg(long, conflicts_with = "pid")]
         exe: Option<PathBuf>,
-        /// Which probes: parks (default) or events (every channel operation too).
+        /// Which probes (see `attach --help`).
         #[arg(long, value_enum, default_value_t = Mode::Parks)]
         mode: Mode,
+        /// Include the probes of the --events view.
+        #[arg(long)]
+        events: bool,
     },
 }
 
 #[derive(Args, Debug, Clone)]
 pub struct TraceOpts {
+    /// What to trace. snapshot: read every goroutine from memory once, no probes,
+    /// zero overhead (attach only). watch: one probe hit per park, no records; parked
+    /// goroutines are read from memory every second (the cheapest live mode). parks:
+    /// every park and wake, exact blocking-time histograms. locks: parks plus every
+    /// mutex operation (lock-order inversions, self-deadlocks, deadlock cycles).
+    #[arg(long, value_enum, default_value_t = Mode::Parks)]
+    pub mode: Mode,
+    /// Locks mode: the slowdown, in percent of the target's CPU time, the lock probes
+    /// may cost. Above it the hottest lock sites are detached for a while and rotated
+    /// back in. 0 turns the budget off.
+    #[arg(long, default_value_t = 5.0)]
+    pub lock_budget: f64,
     /// Print one line per event as it happens (parks with wait reason, wakes, exits,
     /// channel operations with the channel address).
     #[arg(long)]
@@ -89,8 +104,12 @@ pub enum Format {
 
 #[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
-    /// Park, wake and exit probes: what stuck-goroutine detection needs.
+    /// No probes: one read of every goroutine from the target's memory.
+    Snapshot,
+    /// One probe per park (kernel map only); parked goroutines read from memory.
+    Watch,
+    /// Park, wake and exit probes: exact durations and histograms.
     Parks,
-    /// Also every channel operation, select and schedule (the --events view).
-    Events,
+    /// Parks plus every Lock/Unlock site, inlined ones included.
+    Locks,
 }

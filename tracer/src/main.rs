@@ -46,13 +46,18 @@ fn one_line(e: &anyhow::Error) -> String {
 
 fn real_main(cli: Cli) -> Result<u8> {
     match cli.command {
-        Command::Plan { pid, exe, mode } => {
+        Command::Plan {
+            pid,
+            exe,
+            mode,
+            events,
+        } => {
             let target = match (pid, exe) {
                 (Some(pid), _) => TargetInfo::from_pid(pid)?,
                 (None, Some(exe)) => TargetInfo::from_path(&exe)?,
                 (None, None) => unreachable!("clap requires one"),
             };
-            print!("{}", plan::plan(&target, mode, true));
+            print!("{}", plan::plan(&target, mode, events, true));
             Ok(0)
         }
         Command::Attach { pid, opts } => {
@@ -91,27 +96,38 @@ pub fn trace(
         ..Config::default()
     };
     let analyzer = Analyzer::new(config).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let mode = if opts.events {
-        Mode::Events
+    if run_mode && opts.mode == Mode::Snapshot {
+        anyhow::bail!("--mode snapshot reads a running process: use it with `tracer attach`");
+    }
+    let plan = plan::plan(target, opts.mode, opts.events, !opts.no_stacks);
+    let attached = if opts.mode == Mode::Snapshot {
+        None
     } else {
-        Mode::Parks
+        Some(attach::attach(&plan, &target.exe, pid, opts.bpf_log)?)
     };
-    let plan = plan::plan(target, mode, !opts.no_stacks);
-    let attached = attach::attach(&plan, &target.exe, pid, opts.bpf_log)?;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    let mut session = session::Session::new(target, attached, opts.clone(), analyzer)?;
+    let lock_sites = plan
+        .locks
+        .iter()
+        .map(|l| tracer_analysis::Frame::new(l.caller.clone(), l.file.clone(), l.line))
+        .collect();
+    let mut session =
+        session::Session::new(target, attached, opts.clone(), analyzer, lock_sites, pid)?;
     {
         let _guard = rt.enter();
         session.install_signals()?;
     }
-    eprintln!(
-        "tracer: attached {} probes to PID {pid} ({}, {}); Ctrl-C to stop",
-        session.attached.attached.len(),
-        target.go_version,
-        target.exe.display()
-    );
+    if let Some(a) = &session.attached {
+        eprintln!(
+            "tracer: attached {} probes to PID {pid} ({}, {}, mode {:?}); Ctrl-C to stop",
+            a.attached.len(),
+            target.go_version,
+            target.exe.display(),
+            opts.mode
+        );
+    }
     match release {
         Some(release) => release()?,
         None => {
@@ -126,7 +142,11 @@ pub fn trace(
             session.tick_now();
         }
     }
-    let stop = rt.block_on(session.run(pid))?;
+    let stop = if opts.mode == Mode::Snapshot {
+        session::Stop::Snapshot
+    } else {
+        rt.block_on(session.run())?
+    };
     let now = session::monotonic_ns();
     if run_mode && stop == session::Stop::TargetExited {
         session.analyzer.apply(Input::TargetExit { ts_ns: now });
@@ -134,11 +154,17 @@ pub fn trace(
     let counters = session.counters();
     let mut missing = plan.missing.clone();
     missing.extend(target.missing.iter().cloned());
+    session.check_deadlocks();
+    let (attached_n, failed) = session
+        .attached
+        .as_ref()
+        .map(|a| (a.attached.len() as u32, a.failed.clone()))
+        .unwrap_or_default();
     let inputs = SummaryInputs {
         events: session.events_seen,
         drops: counters.drops,
-        probes_attached: session.attached.attached.len() as u32,
-        probes_failed: session.attached.failed.clone(),
+        probes_attached: attached_n,
+        probes_failed: failed,
         symbols_missing: missing,
     };
     let report = session.analyzer.report(now, inputs);
@@ -149,5 +175,9 @@ pub fn trace(
     }
     drop(out);
     eprintln!("tracer: stopped ({})", stop.describe());
-    Ok(u8::from(should_fail(&report.findings, &fail_on)))
+    let lock_fail =
+        !session.lock_findings.is_empty() && fail_on.iter().any(|f| matches!(f, FailOn::Any));
+    Ok(u8::from(
+        should_fail(&report.findings, &fail_on) || lock_fail,
+    ))
 }

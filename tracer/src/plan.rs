@@ -17,6 +17,18 @@ pub struct PlannedProbe {
     pub probed_insn: String,
 }
 
+/// A mutex operation site and the facts its probe needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LockProbe {
+    pub file_offset: u64,
+    pub info: tracer_common::LockSiteInfo,
+    /// `function (file:line) op` for reports.
+    pub label: String,
+    pub caller: String,
+    pub file: String,
+    pub line: u32,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProbePlan {
     pub exe: std::path::PathBuf,
@@ -26,26 +38,44 @@ pub struct ProbePlan {
     pub globals: Vec<(&'static str, u64)>,
     /// Runtime functions that should have been probed but were not found.
     pub missing: Vec<String>,
+    /// Lock sites (locks mode).
+    pub locks: Vec<LockProbe>,
 }
 
-/// (key in `TargetInfo::funcs`, program, modes that need it)
-const PROBES: &[(&str, &str, bool)] = &[
-    ("gopark", "go_park", false),
-    ("ready", "go_ready", false),
-    ("goexit0", "go_exit", false),
-    ("semacquire1", "go_semacquire", false),
-    ("lockSlow", "go_lock_slow", true),
-    ("execute", "go_execute", true),
-    ("chansend", "go_chansend", true),
-    ("chanrecv", "go_chanrecv", true),
-    ("selectgo", "go_select", true),
+/// When a probe is needed.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Need {
+    /// Every live mode, watch included.
+    Always,
+    /// parks and locks modes.
+    Parks,
+    /// Only for the --events view.
+    Events,
+}
+
+/// (key in `TargetInfo::funcs`, program, when)
+const PROBES: &[(&str, &str, Need)] = &[
+    ("gopark", "go_park", Need::Always),
+    ("ready", "go_ready", Need::Parks),
+    ("goexit0", "go_exit", Need::Parks),
+    ("semacquire1", "go_semacquire", Need::Parks),
+    ("lockSlow", "go_lock_slow", Need::Events),
+    ("execute", "go_execute", Need::Events),
+    ("chansend", "go_chansend", Need::Events),
+    ("chanrecv", "go_chanrecv", Need::Events),
+    ("selectgo", "go_select", Need::Events),
 ];
 
-pub fn plan(target: &TargetInfo, mode: Mode, stacks: bool) -> ProbePlan {
+pub fn plan(target: &TargetInfo, mode: Mode, events: bool, stacks: bool) -> ProbePlan {
     let mut probes = Vec::new();
     let mut missing = Vec::new();
-    for (key, program, events_only) in PROBES {
-        if *events_only && mode != Mode::Events {
+    for (key, program, need) in PROBES {
+        let wanted = match need {
+            Need::Always => mode != Mode::Snapshot,
+            Need::Parks => matches!(mode, Mode::Parks | Mode::Locks),
+            Need::Events => events && mode != Mode::Snapshot,
+        };
+        if !wanted {
             continue;
         }
         match target.funcs.get(*key) {
@@ -69,16 +99,103 @@ pub fn plan(target: &TargetInfo, mode: Mode, stacks: bool) -> ProbePlan {
         (globals::G_PARENT_GOID, off("runtime.g.parentGoid")),
         (globals::G_M, off("runtime.g.m")),
         (globals::M_CURG, off("runtime.m.curg")),
-        (globals::VERBOSE, u64::from(mode == Mode::Events)),
+        (globals::VERBOSE, u64::from(events)),
         (globals::STACKS, u64::from(stacks)),
+        (globals::WATCH, u64::from(mode == Mode::Watch)),
     ];
+    let locks = if mode == Mode::Locks {
+        lock_probes(target, &mut missing)
+    } else {
+        Vec::new()
+    };
     ProbePlan {
         exe: target.exe.clone(),
         go_version: target.go_version.clone(),
         probes,
         globals,
         missing,
+        locks,
     }
+}
+
+fn lock_probes(target: &TargetInfo, missing: &mut Vec<String>) -> Vec<LockProbe> {
+    use tracer_common::{lockop, LockSiteInfo, MAX_IGNORED_CALLERS};
+    use tracer_inspect::locksites::{LockOp, Outcome};
+    let bin = target.binary();
+    let scan = match bin
+        .object()
+        .ok()
+        .map(|o| tracer_inspect::locksites::scan(&o))
+    {
+        Some(Ok(scan)) => scan,
+        Some(Err(e)) => {
+            missing.push(format!("lock sites: {e}"));
+            return Vec::new();
+        }
+        None => return Vec::new(),
+    };
+    missing.extend(scan.unresolved.iter().map(|u| format!("lock site: {u}")));
+    let bias = target.load_bias();
+    let mut out = Vec::new();
+    for site in &scan.sites {
+        // An out-of-line TryLock whose result cannot be seen would add false holds.
+        if site.outcome == Outcome::Unknown {
+            missing.push(format!(
+                "lock site {}:{} (TryLock result not observable)",
+                site.file, site.line
+            ));
+            continue;
+        }
+        // The kernel will not probe a LOCK-prefixed instruction: probe the one before.
+        let window_start = site.probe_vaddr.saturating_sub(32);
+        let window = bin.bytes_at(window_start, 48).unwrap_or(&[]);
+        let reg = site.reg;
+        let Some(vaddr) =
+            tracer_inspect::prologue::unlocked_probe(window, window_start, site.probe_vaddr, |r| {
+                tracer_inspect::locksites::Gpr::from_iced(r) == Some(reg)
+            })
+        else {
+            missing.push(format!(
+                "lock site {}:{} (no probeable instruction before the atomic)",
+                site.file, site.line
+            ));
+            continue;
+        };
+        let Some(file_offset) = bin.file_offset(vaddr) else {
+            continue;
+        };
+        let op = match site.op {
+            LockOp::Lock => lockop::LOCK,
+            LockOp::Unlock => lockop::UNLOCK,
+            LockOp::TryLock => lockop::TRY_LOCK,
+            LockOp::RLock => lockop::RLOCK,
+            LockOp::RUnlock => lockop::RUNLOCK,
+            LockOp::TryRLock => lockop::TRY_RLOCK,
+        };
+        let mut ignore = [0u64; MAX_IGNORED_CALLERS];
+        for (slot, addr) in ignore.iter_mut().zip(&site.ignore_return_addrs) {
+            *slot = addr + bias;
+        }
+        out.push(LockProbe {
+            file_offset,
+            info: LockSiteInfo {
+                reg: site.reg.pt_regs_index(),
+                op,
+                adjust: site.adjust,
+                if_zf: u32::from(site.outcome == Outcome::IfZf),
+                _pad: 0,
+                ignore_callers: ignore,
+            },
+            label: format!(
+                "{:?}.{:?} in {} ({}:{})",
+                site.kind, site.op, site.caller, site.file, site.line
+            ),
+            caller: site.caller.clone(),
+            file: site.file.clone(),
+            line: site.line,
+        });
+    }
+    out
 }
 
 impl fmt::Display for ProbePlan {
@@ -108,6 +225,16 @@ impl fmt::Display for ProbePlan {
         }
         for (name, value) in &self.globals {
             writeln!(f, "const {name} = {value}")?;
+        }
+        if !self.locks.is_empty() {
+            writeln!(f, "{} lock sites:", self.locks.len())?;
+            for l in &self.locks {
+                writeln!(
+                    f,
+                    "  {:>#10x}  {}  mutex = reg[{}] {:+}",
+                    l.file_offset, l.label, l.info.reg, l.info.adjust
+                )?;
+            }
         }
         for m in &self.missing {
             writeln!(f, "missing: {m}")?;

@@ -10,7 +10,8 @@ use std::os::fd::{FromRawFd as _, OwnedFd};
 use std::time::Duration;
 use tokio::io::unix::AsyncFd;
 use tokio::signal::unix::{signal, Signal, SignalKind};
-use tracer_analysis::{Analyzer, Frame, Input, Parked};
+use tracer_analysis::lockgraph::{LockEdge, LockFinding, LockGraph, WaitLink};
+use tracer_analysis::{Analyzer, Frame, Input, Object, Parked};
 use tracer_common::{counter, kind};
 use tracer_inspect::lines::SourceFrame;
 use tracer_inspect::TargetInfo;
@@ -18,6 +19,8 @@ use tracer_inspect::TargetInfo;
 /// Why tracing stopped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Stop {
+    /// Snapshot mode: one read, nothing to wait for.
+    Snapshot,
     Interrupted,
     Duration,
     TargetExited,
@@ -26,6 +29,7 @@ pub enum Stop {
 impl Stop {
     pub fn describe(self) -> &'static str {
         match self {
+            Stop::Snapshot => "snapshot taken",
             Stop::Interrupted => "interrupted",
             Stop::Duration => "duration reached",
             Stop::TargetExited => "target exited",
@@ -51,16 +55,22 @@ pub struct Counters {
 
 pub struct Session<'t> {
     pub target: &'t TargetInfo,
-    pub attached: Attached,
+    /// None in snapshot mode: no probes at all.
+    pub attached: Option<Attached>,
     pub opts: TraceOpts,
-    ring: RingBuf<MapData>,
-    stacks: StackTraceMap<MapData>,
+    ring: Option<RingBuf<MapData>>,
+    stacks: Option<StackTraceMap<MapData>>,
     symbolizer: Symbolizer<'t>,
     t0: u64,
     pub events_seen: u64,
     pub analyzer: Analyzer,
     last_tick: u64,
     signals: Option<(Signal, Signal)>,
+    /// Source position of each lock site, by site index (locks mode).
+    lock_sites: Vec<Frame>,
+    pid: u32,
+    pub locks: LockGraph,
+    pub lock_findings: Vec<LockFinding>,
 }
 
 pub fn monotonic_ns() -> u64 {
@@ -76,22 +86,21 @@ pub fn monotonic_ns() -> u64 {
 impl<'t> Session<'t> {
     pub fn new(
         target: &'t TargetInfo,
-        mut attached: Attached,
+        mut attached: Option<Attached>,
         opts: TraceOpts,
         analyzer: Analyzer,
+        lock_sites: Vec<Frame>,
+        pid: u32,
     ) -> Result<Self> {
-        let ring = RingBuf::try_from(
-            attached
-                .ebpf
-                .take_map("EVENTS")
-                .context("EVENTS map missing")?,
-        )?;
-        let stacks = StackTraceMap::try_from(
-            attached
-                .ebpf
-                .take_map("STACKS")
-                .context("STACKS map missing")?,
-        )?;
+        let (mut ring, mut stacks) = (None, None);
+        if let Some(a) = attached.as_mut() {
+            ring = Some(RingBuf::try_from(
+                a.ebpf.take_map("EVENTS").context("EVENTS map missing")?,
+            )?);
+            stacks = Some(StackTraceMap::try_from(
+                a.ebpf.take_map("STACKS").context("STACKS map missing")?,
+            )?);
+        }
         Ok(Self {
             target,
             attached,
@@ -104,7 +113,142 @@ impl<'t> Session<'t> {
             analyzer,
             last_tick: 0,
             signals: None,
+            lock_sites,
+            pid,
+            locks: LockGraph::new(),
+            lock_findings: Vec::new(),
         })
+    }
+
+    fn site_frame(&self, index: u64) -> Frame {
+        self.lock_sites
+            .get(index as usize)
+            .cloned()
+            .unwrap_or_else(|| Frame::new("?", "?", 0))
+    }
+
+    fn report_lock(&mut self, finding: LockFinding) {
+        let mut out = std::io::stdout().lock();
+        let _ = match self.opts.format {
+            Format::Text => tracer_analysis::report::locks::write_text(&finding, &mut out),
+            Format::Json => tracer_analysis::report::locks::write_json(&finding, &mut out),
+        };
+        let _ = out.flush();
+        self.lock_findings.push(finding);
+    }
+
+    /// The writer parked waiting for `lock`, if any (for the recursive read lock).
+    fn waiting_writer(&self, lock: u64) -> Option<u64> {
+        self.analyzer.model().parked().find_map(|p| {
+            let waits = matches!(p.parked.object, Object::RwMutex { addr } if addr == lock);
+            (waits && p.parked.wait_reason == "sync.RWMutex.Lock").then_some(p.goid())
+        })
+    }
+
+    fn lock_event(&mut self, ev: &tracer_common::Event) {
+        let frames: Vec<Frame> = self.park_frames(ev).iter().map(to_frame).collect();
+        match ev.kind {
+            kind::LOCK_EDGE => {
+                let edge = LockEdge {
+                    from: ev.obj,
+                    to: ev.obj2,
+                    held_at: self.site_frame(ev.arg >> 32),
+                    acquired_at: self.site_frame(ev.arg & 0xffff_ffff),
+                    goid: ev.goid,
+                    stack: frames,
+                    from_read: ev.peer_goid & 1 != 0,
+                    to_read: ev.peer_goid & 2 != 0,
+                };
+                if let Some(f) = self.locks.add_edge(edge) {
+                    self.report_lock(f);
+                }
+            }
+            kind::LOCK_SELF => {
+                let read = ev.obj2 != 0;
+                let writer = if read {
+                    self.waiting_writer(ev.obj)
+                } else {
+                    None
+                };
+                let site = self.site_frame(ev.arg);
+                if let Some(f) = self
+                    .locks
+                    .self_acquire(ev.goid, ev.obj, read, site, frames, writer)
+                {
+                    self.report_lock(f);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Wait-for links among parked goroutines: each blocked in a lock, with a
+    /// goroutine that holds that lock (from the kernel's held sets).
+    fn wait_links(&self) -> Vec<WaitLink> {
+        let Some(map) = self.attached.as_ref().and_then(|a| a.ebpf.map("HELD")) else {
+            return Vec::new();
+        };
+        let Ok(held) = aya::maps::HashMap::<_, u64, tracer_common::HeldLocks>::try_from(map) else {
+            return Vec::new();
+        };
+        // lock -> [(goid, read)]
+        let mut holders: std::collections::HashMap<u64, Vec<(u64, bool)>> = Default::default();
+        for (goid, h) in held.iter().filter_map(Result::ok) {
+            for i in 0..(h.n as usize).min(tracer_common::MAX_HELD) {
+                holders
+                    .entry(h.locks[i])
+                    .or_default()
+                    .push((goid, h.read & (1 << i) != 0));
+            }
+        }
+        let mut waiting: std::collections::HashMap<u64, u64> = Default::default();
+        let mut parked = Vec::new();
+        for p in self.analyzer.model().parked() {
+            let lock = match p.parked.object {
+                Object::Mutex { addr } | Object::RwMutex { addr } => addr,
+                _ => continue,
+            };
+            waiting.insert(p.goid(), lock);
+            parked.push((
+                p.goid(),
+                lock,
+                p.parked.wait_reason.clone(),
+                p.parked.frames.clone(),
+            ));
+        }
+        let mut links = Vec::new();
+        for (goid, lock, reason, frames) in parked {
+            // A reader waits for the writer; a writer for anyone holding the lock.
+            let holder = holders.get(&lock).and_then(|hs| {
+                hs.iter().find_map(|&(g, read)| {
+                    let ok = g != goid
+                        && waiting.get(&g) != Some(&lock)
+                        && !(reason == "sync.RWMutex.RLock" && read);
+                    ok.then_some(g)
+                })
+            });
+            if let Some(holder) = holder {
+                links.push(WaitLink {
+                    goid,
+                    wait_reason: reason,
+                    lock,
+                    holder,
+                    frames,
+                });
+            }
+        }
+        links
+    }
+
+    /// Looks for deadlock cycles among the goroutines parked in locks.
+    pub fn check_deadlocks(&mut self) {
+        if self.lock_sites.is_empty() {
+            return;
+        }
+        let links = self.wait_links();
+        for f in self.locks.deadlocks(&links) {
+            self.report_lock(f);
+        }
     }
 
     /// Takes over SIGINT and SIGTERM. Must run inside the runtime, before anyone is
@@ -123,6 +267,11 @@ impl<'t> Session<'t> {
         let mem = tracer_inspect::memory::Memory::new(pid);
         let snap = tracer_inspect::goroutines::snapshot(self.target, &mem)?;
         let now = monotonic_ns();
+        let parked_map = self
+            .attached
+            .as_ref()
+            .and_then(|a| a.ebpf.map("PARKED"))
+            .and_then(|m| aya::maps::HashMap::<_, u64, tracer_common::ParkState>::try_from(m).ok());
         let mut parked = Vec::new();
         for g in snap.goroutines.iter().filter(|g| g.is_waiting()) {
             let reason = self.target.wait_reason(u64::from(g.wait_reason));
@@ -139,23 +288,28 @@ impl<'t> Session<'t> {
                     };
                 }
             }
-            let since = if g.wait_since > 0 && (g.wait_since as u64) <= now {
-                g.wait_since as u64
-            } else {
-                now
+            let kernel = parked_map.as_ref().and_then(|m| m.get(&g.goid, 0).ok());
+            let (since, exact) = match kernel {
+                Some(k) if k.reason == u64::from(g.wait_reason) && k.since_ns <= now => {
+                    (k.since_ns, true)
+                }
+                _ if g.wait_since > 0 && (g.wait_since as u64) <= now => {
+                    (g.wait_since as u64, false)
+                }
+                _ => (now, false),
             };
             let p = Parked {
                 goid: g.goid,
                 wait_reason: reason,
                 since_ns: since,
-                exact: false,
+                exact,
                 object,
                 frames: frames.iter().map(to_frame).collect(),
                 start_function: self.symbolizer.function(g.startpc),
                 created_by: self.symbolizer.pc(g.gopc, true).as_ref().map(to_frame),
                 parent_goid: (g.parent_goid != 0).then_some(g.parent_goid),
             };
-            if self.opts.events {
+            if self.opts.events && !self.watching() {
                 let live = LiveEvent {
                     kind: "event",
                     event: "parked",
@@ -192,6 +346,10 @@ impl<'t> Session<'t> {
         };
     }
 
+    fn watching(&self) -> bool {
+        self.opts.mode == crate::cli::Mode::Watch
+    }
+
     /// Runs the detectors and prints what newly fired (at most once a second).
     pub fn tick(&mut self) {
         let now = monotonic_ns();
@@ -204,6 +362,11 @@ impl<'t> Session<'t> {
     pub fn tick_now(&mut self) {
         let now = monotonic_ns();
         self.last_tick = now;
+        if self.watching() {
+            // Leak-watch: who is parked comes from memory, since when from the kernel.
+            let _ = self.snapshot(self.pid);
+        }
+        self.check_deadlocks();
         let fresh = self.analyzer.tick(now);
         if fresh.is_empty() {
             return;
@@ -217,7 +380,8 @@ impl<'t> Session<'t> {
     }
 
     /// Runs until a stop condition; `pid` is watched through a pidfd.
-    pub async fn run(&mut self, pid: u32) -> Result<Stop> {
+    pub async fn run(&mut self) -> Result<Stop> {
+        let pid = self.pid;
         let pidfd = pidfd_open(pid);
         let mut tick = tokio::time::interval(Duration::from_millis(10));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -253,9 +417,11 @@ impl<'t> Session<'t> {
 
     pub fn drain(&mut self) {
         let mut batch = Vec::new();
-        while let Some(item) = self.ring.next() {
-            if let Some(ev) = events::decode(&item) {
-                batch.push(ev);
+        if let Some(ring) = self.ring.as_mut() {
+            while let Some(item) = ring.next() {
+                if let Some(ev) = events::decode(&item) {
+                    batch.push(ev);
+                }
             }
         }
         let mut out = std::io::stdout().lock();
@@ -278,6 +444,10 @@ impl<'t> Session<'t> {
     /// Turns a kernel record into model input.
     fn feed(&mut self, ev: &tracer_common::Event) {
         let input = match ev.kind {
+            kind::LOCK_EDGE | kind::LOCK_SELF => {
+                self.lock_event(ev);
+                return;
+            }
             kind::PARK => {
                 let reason = self.target.wait_reason(ev.arg);
                 if is_idle_wait(&reason) {
@@ -315,13 +485,12 @@ impl<'t> Session<'t> {
     }
 
     fn park_frames(&mut self, ev: &tracer_common::Event) -> Vec<SourceFrame> {
-        let ips: Vec<u64> = if ev.stack_id >= 0 {
-            self.stacks
+        let ips: Vec<u64> = match (&self.stacks, ev.stack_id >= 0) {
+            (Some(stacks), true) => stacks
                 .get(&(ev.stack_id as u32), 0)
                 .map(|s| s.frames().iter().map(|f| f.ip).collect())
-                .unwrap_or_default()
-        } else {
-            Vec::new()
+                .unwrap_or_default(),
+            _ => Vec::new(),
         };
         self.symbolizer.stack(ev.stack_id, &ips, ev.pc)
     }
@@ -395,7 +564,7 @@ impl<'t> Session<'t> {
 
     pub fn counters(&self) -> Counters {
         let mut c = Counters::default();
-        let Some(map) = self.attached.ebpf.map("COUNTERS") else {
+        let Some(map) = self.attached.as_ref().and_then(|a| a.ebpf.map("COUNTERS")) else {
             return c;
         };
         let Ok(arr) = PerCpuArray::<_, u64>::try_from(map) else {

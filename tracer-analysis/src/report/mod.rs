@@ -3,6 +3,7 @@
 
 pub mod duration;
 pub mod json;
+pub mod locks;
 pub mod text;
 
 use thiserror::Error;

@@ -1,0 +1,317 @@
+//! Lock-order graph fed by the kernel's first-seen edges, in the manner of Linux
+//! lockdep: an edge A -> B means "B was acquired while A was held". A cycle is a
+//! lock-order inversion: it can deadlock even if this run did not. Also the two
+//! findings that need no graph: a goroutine re-acquiring a mutex it holds, and a
+//! cycle of parked goroutines each waiting for a lock the next one holds.
+use crate::input::Frame;
+use serde::Serialize;
+use std::collections::{HashMap, HashSet, VecDeque};
+
+/// One observed edge with its witness.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LockEdge {
+    pub from: u64,
+    pub to: u64,
+    /// Where `from` was acquired (the site of the held lock).
+    pub held_at: Frame,
+    /// Where `to` was acquired while `from` was held.
+    pub acquired_at: Frame,
+    pub goid: u64,
+    /// Stack of the second acquisition, innermost first.
+    pub stack: Vec<Frame>,
+    pub from_read: bool,
+    pub to_read: bool,
+}
+
+/// What a goroutine blocked in a lock waits for, and who holds it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct WaitLink {
+    pub goid: u64,
+    pub wait_reason: String,
+    pub lock: u64,
+    pub holder: u64,
+    pub frames: Vec<Frame>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "rule", rename_all = "snake_case")]
+pub enum LockFinding {
+    /// A cycle in the lock-order graph.
+    LockOrderInversion {
+        locks: Vec<u64>,
+        edges: Vec<LockEdge>,
+    },
+    /// A goroutine acquires a mutex it already holds (Go mutexes are not reentrant),
+    /// or read-locks an RWMutex it read-holds while a writer waits.
+    SelfDeadlock {
+        goid: u64,
+        lock: u64,
+        read: bool,
+        site: Frame,
+        stack: Vec<Frame>,
+        /// For the recursive read lock: the writer that is waiting, if seen.
+        waiting_writer: Option<u64>,
+    },
+    /// Parked goroutines, each waiting for a lock the next one holds.
+    Deadlock { links: Vec<WaitLink> },
+}
+
+impl LockFinding {
+    pub fn rule(&self) -> &'static str {
+        match self {
+            LockFinding::LockOrderInversion { .. } => "lock_order_inversion",
+            LockFinding::SelfDeadlock { .. } => "self_deadlock",
+            LockFinding::Deadlock { .. } => "deadlock",
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+pub struct LockGraph {
+    edges: HashMap<(u64, u64), LockEdge>,
+    out: HashMap<u64, Vec<u64>>,
+    /// Canonical (rotated) lock cycles already reported.
+    reported: HashSet<Vec<u64>>,
+    self_reported: HashSet<(u64, u64)>,
+    deadlocks_reported: HashSet<Vec<u64>>,
+}
+
+/// Rotates a cycle so that it starts at its smallest element: one name per cycle.
+fn canonical(cycle: &[u64]) -> Vec<u64> {
+    let Some(min) = cycle
+        .iter()
+        .enumerate()
+        .min_by_key(|(_, v)| **v)
+        .map(|(i, _)| i)
+    else {
+        return Vec::new();
+    };
+    cycle[min..].iter().chain(&cycle[..min]).copied().collect()
+}
+
+impl LockGraph {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn edge_count(&self) -> usize {
+        self.edges.len()
+    }
+
+    /// Adds an edge; returns the inversion it closes, if it closes a new cycle.
+    /// Edges between two read acquisitions cannot deadlock by themselves and do
+    /// not close cycles alone.
+    pub fn add_edge(&mut self, edge: LockEdge) -> Option<LockFinding> {
+        let (from, to) = (edge.from, edge.to);
+        if from == to || self.edges.contains_key(&(from, to)) {
+            return None;
+        }
+        self.edges.insert((from, to), edge);
+        self.out.entry(from).or_default().push(to);
+        // A path to -> ... -> from closes the cycle (BFS: shortest witness).
+        let path = self.path(to, from)?;
+        let mut locks = vec![from];
+        locks.extend(&path[..path.len() - 1]);
+        let key = canonical(&locks);
+        if !self.reported.insert(key.clone()) {
+            return None;
+        }
+        let mut edges = Vec::with_capacity(key.len());
+        for i in 0..key.len() {
+            let (a, b) = (key[i], key[(i + 1) % key.len()]);
+            edges.push(self.edges.get(&(a, b))?.clone());
+        }
+        if edges.iter().all(|e| e.from_read && e.to_read) {
+            return None;
+        }
+        Some(LockFinding::LockOrderInversion { locks: key, edges })
+    }
+
+    fn path(&self, start: u64, goal: u64) -> Option<Vec<u64>> {
+        let mut prev: HashMap<u64, u64> = HashMap::new();
+        let mut queue = VecDeque::from([start]);
+        let mut seen = HashSet::from([start]);
+        while let Some(n) = queue.pop_front() {
+            if n == goal {
+                let mut path = vec![n];
+                let mut cur = n;
+                while let Some(&p) = prev.get(&cur) {
+                    path.push(p);
+                    cur = p;
+                }
+                path.reverse();
+                return Some(path);
+            }
+            for &m in self.out.get(&n).map(Vec::as_slice).unwrap_or(&[]) {
+                if seen.insert(m) {
+                    prev.insert(m, n);
+                    queue.push_back(m);
+                }
+            }
+        }
+        None
+    }
+
+    /// A re-acquisition of a held lock, reported once per (goroutine, lock).
+    pub fn self_acquire(
+        &mut self,
+        goid: u64,
+        lock: u64,
+        read: bool,
+        site: Frame,
+        stack: Vec<Frame>,
+        waiting_writer: Option<u64>,
+    ) -> Option<LockFinding> {
+        // Two read locks only deadlock when a writer waits in between.
+        if read && waiting_writer.is_none() {
+            return None;
+        }
+        if !self.self_reported.insert((goid, lock)) {
+            return None;
+        }
+        Some(LockFinding::SelfDeadlock {
+            goid,
+            lock,
+            read,
+            site,
+            stack,
+            waiting_writer,
+        })
+    }
+
+    /// Finds cycles among `links` (goroutine waits for the holder of a lock) that
+    /// were not reported before.
+    pub fn deadlocks(&mut self, links: &[WaitLink]) -> Vec<LockFinding> {
+        let by_goid: HashMap<u64, &WaitLink> = links.iter().map(|l| (l.goid, l)).collect();
+        let mut found = Vec::new();
+        for start in links {
+            let mut chain = vec![start.goid];
+            let mut cur = start.holder;
+            while let Some(next) = by_goid.get(&cur) {
+                if let Some(pos) = chain.iter().position(|g| *g == cur) {
+                    let cycle = canonical(&chain[pos..]);
+                    if self.deadlocks_reported.insert(cycle.clone()) {
+                        let links = cycle
+                            .iter()
+                            .filter_map(|g| by_goid.get(g))
+                            .map(|l| (*l).clone())
+                            .collect();
+                        found.push(LockFinding::Deadlock { links });
+                    }
+                    break;
+                }
+                chain.push(cur);
+                cur = next.holder;
+                if chain.len() > links.len() + 1 {
+                    break;
+                }
+            }
+            if cur == start.goid && chain.len() == 1 {
+                // A goroutine waiting for itself is a self-deadlock, reported there.
+            }
+        }
+        found
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn edge(from: u64, to: u64, goid: u64) -> LockEdge {
+        LockEdge {
+            from,
+            to,
+            held_at: Frame::new("main.f", "main.go", from as u32),
+            acquired_at: Frame::new("main.f", "main.go", to as u32),
+            goid,
+            stack: Vec::new(),
+            from_read: false,
+            to_read: false,
+        }
+    }
+
+    #[test]
+    fn ab_ba_is_an_inversion_once() {
+        let mut g = LockGraph::new();
+        assert!(g.add_edge(edge(1, 2, 10)).is_none());
+        let f = g.add_edge(edge(2, 1, 11)).expect("cycle");
+        match f {
+            LockFinding::LockOrderInversion { locks, edges } => {
+                assert_eq!(locks, vec![1, 2]);
+                assert_eq!(edges.len(), 2);
+                assert_eq!((edges[0].goid, edges[1].goid), (10, 11));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(g.add_edge(edge(2, 1, 12)).is_none());
+    }
+
+    #[test]
+    fn three_lock_cycle() {
+        let mut g = LockGraph::new();
+        assert!(g.add_edge(edge(1, 2, 1)).is_none());
+        assert!(g.add_edge(edge(2, 3, 2)).is_none());
+        let f = g.add_edge(edge(3, 1, 3)).expect("cycle");
+        assert!(
+            matches!(f, LockFinding::LockOrderInversion { ref locks, .. } if locks == &vec![1, 2, 3])
+        );
+    }
+
+    #[test]
+    fn consistent_order_over_many_locks_is_silent() {
+        let mut g = LockGraph::new();
+        for a in 1..40u64 {
+            for b in a + 1..40 {
+                assert!(g.add_edge(edge(a, b, a)).is_none());
+            }
+        }
+        assert_eq!(g.edge_count(), 39 * 38 / 2);
+    }
+
+    #[test]
+    fn read_read_cycle_is_not_an_inversion() {
+        let mut g = LockGraph::new();
+        let mut e1 = edge(1, 2, 1);
+        e1.from_read = true;
+        e1.to_read = true;
+        let mut e2 = edge(2, 1, 2);
+        e2.from_read = true;
+        e2.to_read = true;
+        assert!(g.add_edge(e1).is_none());
+        assert!(g.add_edge(e2).is_none());
+    }
+
+    #[test]
+    fn self_deadlock_and_recursive_read() {
+        let mut g = LockGraph::new();
+        let site = Frame::new("main.f", "main.go", 3);
+        assert!(g
+            .self_acquire(1, 7, false, site.clone(), vec![], None)
+            .is_some());
+        assert!(g
+            .self_acquire(1, 7, false, site.clone(), vec![], None)
+            .is_none());
+        assert!(g
+            .self_acquire(2, 8, true, site.clone(), vec![], None)
+            .is_none());
+        assert!(g.self_acquire(2, 8, true, site, vec![], Some(3)).is_some());
+    }
+
+    #[test]
+    fn wait_for_cycle() {
+        let mut g = LockGraph::new();
+        let link = |goid, lock, holder| WaitLink {
+            goid,
+            wait_reason: "sync.Mutex.Lock".into(),
+            lock,
+            holder,
+            frames: vec![],
+        };
+        let links = vec![link(1, 100, 2), link(2, 200, 1), link(3, 100, 2)];
+        let found = g.deadlocks(&links);
+        assert_eq!(found.len(), 1);
+        assert!(matches!(&found[0], LockFinding::Deadlock { links } if links.len() == 2));
+        assert!(g.deadlocks(&links).is_empty());
+    }
+}
