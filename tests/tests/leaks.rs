@@ -56,6 +56,10 @@ fn summary(out: &str) -> serde_json::Value {
 }
 
 fn attach_mode(go: Go, only: &str, delay: bool) {
+    attach_in(go, only, delay, "parks");
+}
+
+fn attach_in(go: Go, only: &str, delay: bool, mode: &str) {
     let bin = build_fixture("scenarios", go, &[]);
     let mut args = vec!["-only", only];
     if delay {
@@ -103,6 +107,38 @@ fn scenarios_found_live_by_probes() {
 #[test]
 fn scenarios_found_by_snapshot_when_stuck_before_attach() {
     attach_mode(Go::Default, ALL, false);
+}
+
+#[test]
+fn scenarios_found_in_watch_mode() {
+    // One probe per park, goroutines read from memory every second.
+    attach_in(Go::Default, ALL, true, "watch");
+}
+
+#[test]
+fn scenarios_found_by_snapshot_mode_alone() {
+    let bin = build_fixture("scenarios", Go::Default, &[]);
+    let mut fixture = start_fixture(&bin, &["-only", ALL]);
+    let records = fixture.until_ready();
+    let pid = fixture.pid().to_string();
+    // No probes: the threshold is met by the runtime's own notion of time parked
+    // only once measured, so use 0s.
+    let (code, out, err) = run_tracer(
+        &[
+            "attach",
+            &pid,
+            "--mode",
+            "snapshot",
+            "--format",
+            "json",
+            "--park-threshold",
+            "0s",
+        ],
+        Duration::from_secs(60),
+    );
+    assert_eq!(code, 0, "{err}");
+    check_expectations(&records, &out, "long_parked");
+    assert_eq!(summary(&out)["probes_attached"].as_u64(), Some(0), "{out}");
 }
 
 #[test]

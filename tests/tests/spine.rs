@@ -168,7 +168,14 @@ fn plan_places_no_probe_on_the_stack_check() {
     for go in [Go::Default, Go::Oldest] {
         let bin = build_fixture("chansend", go, &[]);
         let (code, out, err) = run_tracer(
-            &["plan", "--exe", bin.to_str().unwrap(), "--mode", "events"],
+            &[
+                "plan",
+                "--exe",
+                bin.to_str().unwrap(),
+                "--mode",
+                "parks",
+                "--events",
+            ],
             Duration::from_secs(30),
         );
         assert_eq!(code, 0, "{err}");

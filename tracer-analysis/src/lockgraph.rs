@@ -36,9 +36,13 @@ pub struct WaitLink {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "rule", rename_all = "snake_case")]
 pub enum LockFinding {
-    /// A cycle in the lock-order graph.
+    /// A cycle in the lock-order graph. `level` is "instance" (the same mutexes) or
+    /// "class" (mutexes acquired at the same code locations, e.g. the same field of
+    /// different objects of one type); `classes` names the class of each lock.
     LockOrderInversion {
+        level: &'static str,
         locks: Vec<u64>,
+        classes: Vec<String>,
         edges: Vec<LockEdge>,
     },
     /// A goroutine acquires a mutex it already holds (Go mutexes are not reentrant),
@@ -66,43 +70,20 @@ impl LockFinding {
     }
 }
 
+/// A directed graph over lock ids (instances, or interned class names) that finds
+/// the cycle an edge closes.
 #[derive(Debug, Default)]
-pub struct LockGraph {
+struct Graph {
     edges: HashMap<(u64, u64), LockEdge>,
     out: HashMap<u64, Vec<u64>>,
-    /// Canonical (rotated) lock cycles already reported.
+    /// Canonical (rotated) cycles already reported.
     reported: HashSet<Vec<u64>>,
-    self_reported: HashSet<(u64, u64)>,
-    deadlocks_reported: HashSet<Vec<u64>>,
 }
 
-/// Rotates a cycle so that it starts at its smallest element: one name per cycle.
-fn canonical(cycle: &[u64]) -> Vec<u64> {
-    let Some(min) = cycle
-        .iter()
-        .enumerate()
-        .min_by_key(|(_, v)| **v)
-        .map(|(i, _)| i)
-    else {
-        return Vec::new();
-    };
-    cycle[min..].iter().chain(&cycle[..min]).copied().collect()
-}
-
-impl LockGraph {
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    pub fn edge_count(&self) -> usize {
-        self.edges.len()
-    }
-
-    /// Adds an edge; returns the inversion it closes, if it closes a new cycle.
-    /// Edges between two read acquisitions cannot deadlock by themselves and do
-    /// not close cycles alone.
-    pub fn add_edge(&mut self, edge: LockEdge) -> Option<LockFinding> {
-        let (from, to) = (edge.from, edge.to);
+impl Graph {
+    /// Adds `from -> to` with its witness; returns a new cycle it closes, as the
+    /// nodes and the witness of each edge.
+    fn add(&mut self, from: u64, to: u64, edge: LockEdge) -> Option<(Vec<u64>, Vec<LockEdge>)> {
         if from == to || self.edges.contains_key(&(from, to)) {
             return None;
         }
@@ -110,9 +91,9 @@ impl LockGraph {
         self.out.entry(from).or_default().push(to);
         // A path to -> ... -> from closes the cycle (BFS: shortest witness).
         let path = self.path(to, from)?;
-        let mut locks = vec![from];
-        locks.extend(&path[..path.len() - 1]);
-        let key = canonical(&locks);
+        let mut nodes = vec![from];
+        nodes.extend(&path[..path.len() - 1]);
+        let key = canonical(&nodes);
         if !self.reported.insert(key.clone()) {
             return None;
         }
@@ -121,10 +102,11 @@ impl LockGraph {
             let (a, b) = (key[i], key[(i + 1) % key.len()]);
             edges.push(self.edges.get(&(a, b))?.clone());
         }
+        // Read-only cycles cannot deadlock by themselves.
         if edges.iter().all(|e| e.from_read && e.to_read) {
             return None;
         }
-        Some(LockFinding::LockOrderInversion { locks: key, edges })
+        Some((key, edges))
     }
 
     fn path(&self, start: u64, goal: u64) -> Option<Vec<u64>> {
@@ -150,6 +132,90 @@ impl LockGraph {
             }
         }
         None
+    }
+}
+
+#[derive(Debug, Default)]
+pub struct LockGraph {
+    instances: Graph,
+    classes: Graph,
+    class_ids: HashMap<String, u64>,
+    class_names: Vec<String>,
+    self_reported: HashSet<(u64, u64)>,
+    deadlocks_reported: HashSet<Vec<u64>>,
+}
+
+/// Rotates a cycle so that it starts at its smallest element: one name per cycle.
+fn canonical(cycle: &[u64]) -> Vec<u64> {
+    let Some(min) = cycle
+        .iter()
+        .enumerate()
+        .min_by_key(|(_, v)| **v)
+        .map(|(i, _)| i)
+    else {
+        return Vec::new();
+    };
+    cycle[min..].iter().chain(&cycle[..min]).copied().collect()
+}
+
+/// The class of a lock: where in the code it is acquired. All `x.mu` of one type
+/// locked through the same method share it, as lockdep's classes share a key.
+pub fn class_of(site: &Frame) -> String {
+    let file = site.file.rsplit('/').next().unwrap_or(&site.file);
+    format!("{} ({file}:{})", site.function, site.line)
+}
+
+impl LockGraph {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn edge_count(&self) -> usize {
+        self.instances.edges.len()
+    }
+
+    fn class_id(&mut self, name: String) -> u64 {
+        if let Some(id) = self.class_ids.get(&name) {
+            return *id;
+        }
+        let id = self.class_names.len() as u64;
+        self.class_names.push(name.clone());
+        self.class_ids.insert(name, id);
+        id
+    }
+
+    /// Adds an edge; returns the inversion it closes, if it closes a new cycle among
+    /// the same mutexes, or else among their classes.
+    pub fn add_edge(&mut self, edge: LockEdge) -> Option<LockFinding> {
+        let from_class = self.class_id(class_of(&edge.held_at));
+        let to_class = self.class_id(class_of(&edge.acquired_at));
+        let instance = self.instances.add(edge.from, edge.to, edge.clone());
+        let class = self.classes.add(from_class, to_class, edge);
+        if let Some((locks, edges)) = instance {
+            let classes = edges.iter().map(|e| class_of(&e.held_at)).collect();
+            return Some(LockFinding::LockOrderInversion {
+                level: "instance",
+                locks,
+                classes,
+                edges,
+            });
+        }
+        let (ids, edges) = class?;
+        // Already reported as the same mutexes: nothing new at class level.
+        let mut pairs: Vec<u64> = edges.iter().map(|e| e.from).collect();
+        if self.instances.reported.contains(&canonical(&pairs)) {
+            return None;
+        }
+        pairs.dedup();
+        Some(LockFinding::LockOrderInversion {
+            level: "class",
+            locks: edges.iter().map(|e| e.from).collect(),
+            classes: ids
+                .iter()
+                .map(|i| self.class_names[*i as usize].clone())
+                .collect(),
+            edges,
+        })
     }
 
     /// A re-acquisition of a held lock, reported once per (goroutine, lock).
@@ -237,7 +303,13 @@ mod tests {
         assert!(g.add_edge(edge(1, 2, 10)).is_none());
         let f = g.add_edge(edge(2, 1, 11)).expect("cycle");
         match f {
-            LockFinding::LockOrderInversion { locks, edges } => {
+            LockFinding::LockOrderInversion {
+                locks,
+                edges,
+                level,
+                ..
+            } => {
+                assert_eq!(level, "instance");
                 assert_eq!(locks, vec![1, 2]);
                 assert_eq!(edges.len(), 2);
                 assert_eq!((edges[0].goid, edges[1].goid), (10, 11));
@@ -245,6 +317,29 @@ mod tests {
             other => panic!("{other:?}"),
         }
         assert!(g.add_edge(edge(2, 1, 12)).is_none());
+    }
+
+    #[test]
+    fn class_level_inversion_between_different_objects() {
+        let mut g = LockGraph::new();
+        let site = |line| Frame::new("main.f", "main.go", line);
+        let e = |from, to, held, acq, goid| LockEdge {
+            from,
+            to,
+            held_at: site(held),
+            acquired_at: site(acq),
+            goid,
+            stack: Vec::new(),
+            from_read: false,
+            to_read: false,
+        };
+        // x1 (line 103) then y1 (105); later y2 (105) then x2 (103).
+        assert!(g.add_edge(e(1, 2, 103, 105, 1)).is_none());
+        let f = g.add_edge(e(3, 4, 105, 103, 2)).expect("class cycle");
+        assert!(
+            matches!(f, LockFinding::LockOrderInversion { level: "class", .. }),
+            "{f:?}"
+        );
     }
 
     #[test]

@@ -150,23 +150,36 @@ pub fn unlocked_probe(
             window_start + start as u64,
             DecoderOptions::NONE,
         );
-        let mut last: Option<Instruction> = None;
+        let mut chain: Vec<Instruction> = Vec::new();
         let mut end = start as u64 + window_start;
         while dec.can_decode() {
             let i = dec.decode();
             if i.is_invalid() {
-                last = None;
+                chain.clear();
                 break;
             }
             end = i.next_ip();
-            last = Some(i);
+            chain.push(i);
         }
-        let Some(prev) = last else { continue };
+        let Some(prev) = chain.last().copied() else {
+            continue;
+        };
         if end != target {
             continue;
         }
         if prev.has_lock_prefix() || prev.flow_control() != FlowControl::Next || writes(&prev) {
             return after();
+        }
+        // Go marks inlined calls with NOPs; the kernel emulates a probed NOP instead
+        // of single-stepping it, several times cheaper. Take one if it is at most
+        // three straight-line instructions back and nothing after it changes `keep`.
+        for (k, i) in chain.iter().rev().enumerate().take(3) {
+            if i.flow_control() != FlowControl::Next || writes(i) {
+                break;
+            }
+            if k > 0 && i.mnemonic() == Mnemonic::Nop {
+                return Some(i.ip());
+            }
         }
         return Some(prev.ip());
     }
@@ -191,6 +204,13 @@ mod unlocked_tests {
             r == Register::RDX || r == Register::RAX
         });
         assert_eq!(p, None);
+        // An inline-mark NOP two instructions back is preferred (emulated, cheap):
+        // nop; xor eax,eax; lock cmpxchg [rbx],edx
+        let code2 = [0x90, 0x31, 0xc0, 0xf0, 0x0f, 0xb1, 0x13];
+        assert_eq!(
+            unlocked_probe(&code2, 0x2000, 0x2003, |r| r == Register::RBX),
+            Some(0x2000)
+        );
         // Not locked: stays.
         assert_eq!(
             unlocked_probe(&code, 0x1000, 0x1002, |_| false),

@@ -1,6 +1,7 @@
 //! `tracer`: a live eBPF tracer for Go programs. Thin glue: target -> plan -> probes
 //! -> events -> model -> detectors -> reports, each in its own module or crate.
 mod attach;
+mod budget;
 mod cli;
 mod duration;
 mod events;
@@ -13,6 +14,7 @@ mod session;
 use anyhow::Result;
 use clap::Parser as _;
 use cli::{Cli, Command, Format, Mode, TraceOpts};
+use std::io::Write as _;
 use std::process::ExitCode;
 use tracer_analysis::{report, should_fail, Analyzer, Config, FailOn, Input, SummaryInputs};
 use tracer_inspect::TargetInfo;
@@ -119,6 +121,15 @@ pub fn trace(
         let _guard = rt.enter();
         session.install_signals()?;
     }
+    if opts.mode == Mode::Locks {
+        use tracer_common::lockop;
+        let detachable = plan
+            .locks
+            .iter()
+            .map(|l| !matches!(l.info.op, lockop::UNLOCK | lockop::RUNLOCK))
+            .collect();
+        session.budget = Some(budget::Budget::new(opts.lock_budget, detachable));
+    }
     if let Some(a) = &session.attached {
         eprintln!(
             "tracer: attached {} probes to PID {pid} ({}, {}, mode {:?}); Ctrl-C to stop",
@@ -172,6 +183,33 @@ pub fn trace(
     match opts.format {
         Format::Text => report::text::write(&report, &mut out)?,
         Format::Json => report::json::write(&report, &mut out)?,
+    }
+    if let Some(b) = &session.budget {
+        let r = b.report();
+        match opts.format {
+            Format::Json => writeln!(out, "{}", serde_json::to_string(&r)?)?,
+            Format::Text => {
+                writeln!(
+                    out,
+                    "lock budget {}%: peak estimated lock-probe cost {:.1}%; {} of {} lock sites sampled{}",
+                    r.budget_percent,
+                    r.peak_estimate_percent,
+                    r.sampled.len(),
+                    r.sites,
+                    if r.sampled.is_empty() { String::new() } else { " (observed for part of the time)".into() }
+                )?;
+                for (i, frac) in &r.sampled {
+                    if let Some(l) = plan.locks.get(*i) {
+                        writeln!(
+                            out,
+                            "  {} observed {:.0}% of the time",
+                            l.label,
+                            frac * 100.0
+                        )?;
+                    }
+                }
+            }
+        }
     }
     drop(out);
     eprintln!("tracer: stopped ({})", stop.describe());

@@ -71,6 +71,7 @@ pub struct Session<'t> {
     pid: u32,
     pub locks: LockGraph,
     pub lock_findings: Vec<LockFinding>,
+    pub budget: Option<crate::budget::Budget>,
 }
 
 pub fn monotonic_ns() -> u64 {
@@ -117,6 +118,7 @@ impl<'t> Session<'t> {
             pid,
             locks: LockGraph::new(),
             lock_findings: Vec::new(),
+            budget: None,
         })
     }
 
@@ -238,6 +240,34 @@ impl<'t> Session<'t> {
             }
         }
         links
+    }
+
+    /// Measures lock-site hits against the target's CPU time and detaches or
+    /// re-attaches sites as the budget says.
+    fn apply_budget(&mut self) {
+        let (Some(budget), Some(attached)) = (self.budget.as_mut(), self.attached.as_mut()) else {
+            return;
+        };
+        let n = attached.lock_links.len();
+        let hits: Vec<u64> = match attached.ebpf.map("SITE_HITS") {
+            Some(map) => match PerCpuArray::<_, u64>::try_from(map) {
+                Ok(arr) => (0..n as u32)
+                    .map(|i| arr.get(&i, 0).map(|v| v.iter().sum()).unwrap_or(0))
+                    .collect(),
+                Err(_) => return,
+            },
+            None => return,
+        };
+        let Some(cpu) = crate::budget::process_cpu_ns(self.pid) else {
+            return;
+        };
+        let actions = budget.tick(&hits, cpu, std::time::Instant::now());
+        for i in actions.detach {
+            attached.detach_lock(i);
+        }
+        for i in actions.reattach {
+            attached.reattach_lock(i);
+        }
     }
 
     /// Looks for deadlock cycles among the goroutines parked in locks.
@@ -367,6 +397,7 @@ impl<'t> Session<'t> {
             let _ = self.snapshot(self.pid);
         }
         self.check_deadlocks();
+        self.apply_budget();
         let fresh = self.analyzer.tick(now);
         if fresh.is_empty() {
             return;

@@ -17,12 +17,28 @@ fn short(f: &Frame) -> String {
 
 pub fn write_text(finding: &LockFinding, out: &mut dyn Write) -> Result<(), ReportError> {
     match finding {
-        LockFinding::LockOrderInversion { locks, edges } => {
-            writeln!(
-                out,
-                "lock-order inversion (possible deadlock) among {} locks — rule lock_order_inversion",
-                locks.len()
-            )?;
+        LockFinding::LockOrderInversion {
+            level,
+            locks,
+            classes,
+            edges,
+        } => {
+            if *level == "class" {
+                writeln!(
+                    out,
+                    "lock-order inversion between lock classes (different objects, same code paths; possible deadlock) among {} classes — rule lock_order_inversion",
+                    classes.len()
+                )?;
+                for c in classes {
+                    writeln!(out, "  class {c}")?;
+                }
+            } else {
+                writeln!(
+                    out,
+                    "lock-order inversion (possible deadlock) among {} locks — rule lock_order_inversion",
+                    locks.len()
+                )?;
+            }
             for e in edges {
                 writeln!(
                     out,
