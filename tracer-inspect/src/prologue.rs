@@ -136,6 +136,24 @@ pub fn unlocked_probe(
                 )
         })
     };
+    // Best: a conditional branch within three instructions after the atomic (the
+    // fast path's `jne`/`je`): the kernel emulates branches, so the probe costs a
+    // trap but no single-step, and every operation passes through it.
+    let mut probe = Decoder::with_ip(64, &window[at + insn.len()..], insn.next_ip(), DecoderOptions::NONE);
+    let mut clean = !writes(&insn);
+    for _ in 0..3 {
+        let i = probe.decode();
+        if i.is_invalid() || !clean {
+            break;
+        }
+        if i.flow_control() == FlowControl::ConditionalBranch {
+            return Some(i.ip());
+        }
+        if i.flow_control() != FlowControl::Next || writes(&i) {
+            break;
+        }
+        clean = true;
+    }
     let mut after = || {
         let next = dec.decode();
         (!writes(&insn) && !next.is_invalid() && !next.has_lock_prefix()).then_some(next.ip())
@@ -198,6 +216,12 @@ mod unlocked_tests {
         ];
         let p = unlocked_probe(&code, 0x1000, 0x1007, |r| r == Register::RCX);
         assert_eq!(p, Some(0x1002));
+        // With the fast path's branch after it, the branch is taken:
+        // ... lock cmpxchg [rcx],edx; sete sil; test sil,sil; jne +0x10
+        let mut with_jcc = code.to_vec();
+        with_jcc.extend([0x40, 0x0f, 0x94, 0xc6, 0x40, 0x84, 0xf6, 0x75, 0x10]);
+        let p = unlocked_probe(&with_jcc, 0x1000, 0x1007, |r| r == Register::RCX);
+        assert_eq!(p, Some(0x1012));
         // The preceding instruction overwrites the mutex register, and so does the
         // atomic (cmpxchg writes rax): no place.
         let p = unlocked_probe(&code, 0x1000, 0x1007, |r| {
