@@ -139,7 +139,12 @@ pub fn unlocked_probe(
     // Best: a conditional branch within three instructions after the atomic (the
     // fast path's `jne`/`je`): the kernel emulates branches, so the probe costs a
     // trap but no single-step, and every operation passes through it.
-    let mut probe = Decoder::with_ip(64, &window[at + insn.len()..], insn.next_ip(), DecoderOptions::NONE);
+    let mut probe = Decoder::with_ip(
+        64,
+        &window[at + insn.len()..],
+        insn.next_ip(),
+        DecoderOptions::NONE,
+    );
     let mut clean = !writes(&insn);
     for _ in 0..3 {
         let i = probe.decode();

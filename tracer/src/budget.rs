@@ -1,8 +1,10 @@
 //! The locks-mode overhead budget: every lock operation is a probe hit (a trap into
-//! the kernel), so the hottest acquire sites are detached for a while when the
-//! estimated cost exceeds the budget, and rotated back in later so that every site
-//! is observed regularly. Unlock sites are never detached: a missed unlock would
-//! leave a lock "held" and invent order edges; a missed lock only loses edges.
+//! the kernel), so the hottest sites are detached for a while when the estimated
+//! cost exceeds the budget, and rotated back in later so that every site is observed
+//! regularly. Sites are detached by group (the function they are in, closures and
+//! deferred calls included), Lock and Unlock together, and the caller purges the
+//! kernel's held sets of locks taken in a detached group: a missed unlock would
+//! otherwise leave a lock "held" and invent order edges.
 use serde::Serialize;
 use std::time::{Duration, Instant};
 
@@ -16,8 +18,8 @@ const COOLDOWN: Duration = Duration::from_secs(5);
 #[derive(Debug)]
 pub struct Budget {
     percent: f64,
-    /// Whether each site may be detached (acquire sites only).
-    detachable: Vec<bool>,
+    /// Group of each site; sites of one group are detached together.
+    group: Vec<usize>,
     last_hits: Vec<u64>,
     detached_until: Vec<Option<Instant>>,
     detached_time: Vec<Duration>,
@@ -48,12 +50,12 @@ pub struct Actions {
 }
 
 impl Budget {
-    pub fn new(percent: f64, detachable: Vec<bool>) -> Self {
-        let n = detachable.len();
+    pub fn new(percent: f64, group: Vec<usize>) -> Self {
+        let n = group.len();
         let now = Instant::now();
         Self {
             percent,
-            detachable,
+            group,
             last_hits: vec![0; n],
             detached_until: vec![None; n],
             detached_time: vec![Duration::ZERO; n],
@@ -100,29 +102,45 @@ impl Budget {
         if total <= allowed {
             return actions;
         }
-        let mut order: Vec<usize> = (0..deltas.len())
-            .filter(|i| self.detachable[*i] && self.detached_until[*i].is_none())
-            .collect();
-        order.sort_by_key(|i| std::cmp::Reverse(deltas[*i]));
-        for i in order {
-            if total <= allowed || deltas[i] == 0 {
+        let groups = self.group.iter().copied().max().map_or(0, |m| m + 1);
+        let mut group_hits = vec![0u64; groups];
+        for (i, d) in deltas.iter().enumerate() {
+            if self.detached_until[i].is_none() {
+                group_hits[self.group[i]] += d;
+            }
+        }
+        let mut order: Vec<usize> = (0..groups).filter(|g| group_hits[*g] > 0).collect();
+        order.sort_by_key(|g| std::cmp::Reverse(group_hits[*g]));
+        for g in order {
+            if total <= allowed {
                 break;
             }
-            total -= cost(deltas[i]);
-            self.detached_until[i] = Some(now + COOLDOWN);
-            actions.detach.push(i);
+            total -= cost(group_hits[g]);
+            for i in (0..self.group.len()).filter(|i| self.group[*i] == g) {
+                if self.detached_until[i].is_none() {
+                    self.detached_until[i] = Some(now + COOLDOWN);
+                    actions.detach.push(i);
+                }
+            }
         }
         actions
     }
 
     pub fn report(&self) -> BudgetReport {
         let elapsed = self.started.elapsed().as_secs_f64().max(1e-9);
+        // Sites detached right now are counted up to now.
+        let pending = self.last_tick.elapsed();
+        let detached: Vec<Duration> = self
+            .detached_time
+            .iter()
+            .zip(&self.detached_until)
+            .map(|(d, u)| if u.is_some() { *d + pending } else { *d })
+            .collect();
         BudgetReport {
             kind: "lock_budget",
             budget_percent: self.percent,
-            sites: self.detachable.len(),
-            sampled: self
-                .detached_time
+            sites: self.group.len(),
+            sampled: detached
                 .iter()
                 .enumerate()
                 .filter(|(_, d)| !d.is_zero())
@@ -131,6 +149,18 @@ impl Budget {
             peak_estimate_percent: self.peak_estimate,
         }
     }
+}
+
+/// The group of a site: its function, without closure and defer suffixes, so that a
+/// Lock and its (deferred) Unlock are detached together.
+pub fn group_key(function: &str) -> &str {
+    let mut f = function;
+    for marker in [".func", ".deferwrap", ".gowrap"] {
+        if let Some(i) = f.find(marker) {
+            f = &f[..i];
+        }
+    }
+    f
 }
 
 /// utime + stime of a process, in nanoseconds (`/proc/PID/stat`, clock ticks).
@@ -166,22 +196,29 @@ mod tests {
             2_000_000_000,
             t0 + Duration::from_secs(7),
         );
-        assert_eq!(a.reattach, vec![0]);
+        assert_eq!(a.reattach, vec![0, 2]);
         assert!(a.detach.is_empty());
         let r = b.report();
-        assert_eq!(r.sampled.len(), 1);
+        assert_eq!(r.sampled.len(), 2);
         assert!(r.sampled[0].1 < 1.0);
     }
 
     #[test]
     fn no_budget_detaches_nothing() {
         let t0 = Instant::now();
-        let mut b = Budget::new(0.0, vec![true]);
+        let mut b = Budget::new(0.0, vec![0]);
         b.tick(&[0], 0, t0);
         assert!(b
             .tick(&[1_000_000], 1_000_000, t0 + Duration::from_secs(1))
             .detach
             .is_empty());
+    }
+
+    #[test]
+    fn groups_by_function() {
+        assert_eq!(group_key("main.(*S).get.deferwrap1"), "main.(*S).get");
+        assert_eq!(group_key("main.worker.func2.1"), "main.worker");
+        assert_eq!(group_key("main.lockPair"), "main.lockPair");
     }
 
     #[test]

@@ -122,13 +122,16 @@ pub fn trace(
         session.install_signals()?;
     }
     if opts.mode == Mode::Locks {
-        use tracer_common::lockop;
-        let detachable = plan
+        let mut ids: std::collections::HashMap<&str, usize> = Default::default();
+        let groups = plan
             .locks
             .iter()
-            .map(|l| !matches!(l.info.op, lockop::UNLOCK | lockop::RUNLOCK))
+            .map(|l| {
+                let n = ids.len();
+                *ids.entry(budget::group_key(&l.caller)).or_insert(n)
+            })
             .collect();
-        session.budget = Some(budget::Budget::new(opts.lock_budget, detachable));
+        session.budget = Some(budget::Budget::new(opts.lock_budget, groups));
     }
     if let Some(a) = &session.attached {
         eprintln!(

@@ -72,6 +72,7 @@ pub struct Session<'t> {
     pub locks: LockGraph,
     pub lock_findings: Vec<LockFinding>,
     pub budget: Option<crate::budget::Budget>,
+    last_budget: u64,
 }
 
 pub fn monotonic_ns() -> u64 {
@@ -119,6 +120,7 @@ impl<'t> Session<'t> {
             locks: LockGraph::new(),
             lock_findings: Vec::new(),
             budget: None,
+            last_budget: 0,
         })
     }
 
@@ -262,8 +264,11 @@ impl<'t> Session<'t> {
             return;
         };
         let actions = budget.tick(&hits, cpu, std::time::Instant::now());
-        for i in actions.detach {
+        for &i in &actions.detach {
             attached.detach_lock(i);
+        }
+        if !actions.detach.is_empty() {
+            purge_held(attached, &actions.detach);
         }
         for i in actions.reattach {
             attached.reattach_lock(i);
@@ -380,9 +385,14 @@ impl<'t> Session<'t> {
         self.opts.mode == crate::cli::Mode::Watch
     }
 
-    /// Runs the detectors and prints what newly fired (at most once a second).
+    /// Runs the detectors and prints what newly fired (at most once a second); the
+    /// lock budget is checked ten times as often, so a hot site is detached fast.
     pub fn tick(&mut self) {
         let now = monotonic_ns();
+        if now.saturating_sub(self.last_budget) >= 100_000_000 {
+            self.last_budget = now;
+            self.apply_budget();
+        }
         if now.saturating_sub(self.last_tick) < 1_000_000_000 {
             return;
         }
@@ -397,7 +407,6 @@ impl<'t> Session<'t> {
             let _ = self.snapshot(self.pid);
         }
         self.check_deadlocks();
-        self.apply_budget();
         let fresh = self.analyzer.tick(now);
         if fresh.is_empty() {
             return;
@@ -613,6 +622,35 @@ impl<'t> Session<'t> {
         c.stack_errors = sum(counter::STACK_ERRORS);
         c.read_errors = sum(counter::READ_ERRORS);
         c
+    }
+}
+
+/// Drops from the kernel's held sets every lock acquired at one of `sites`: their
+/// unlocks are no longer seen, and a lock left "held" would invent order edges.
+fn purge_held(attached: &mut Attached, sites: &[usize]) {
+    let Some(map) = attached.ebpf.map_mut("HELD") else {
+        return;
+    };
+    let Ok(mut held) = aya::maps::HashMap::<_, u64, tracer_common::HeldLocks>::try_from(map) else {
+        return;
+    };
+    let entries: Vec<(u64, tracer_common::HeldLocks)> =
+        held.iter().filter_map(Result::ok).collect();
+    for (goid, h) in entries {
+        let mut kept = tracer_common::HeldLocks::default();
+        for i in 0..(h.n as usize).min(tracer_common::MAX_HELD) {
+            if sites.contains(&(h.sites[i] as usize)) {
+                continue;
+            }
+            let k = kept.n as usize;
+            kept.locks[k] = h.locks[i];
+            kept.sites[k] = h.sites[i];
+            kept.read |= ((h.read >> i) & 1) << k;
+            kept.n += 1;
+        }
+        if kept.n != h.n {
+            let _ = held.insert(&goid, &kept, 0);
+        }
     }
 }
 
