@@ -77,6 +77,8 @@ fn attach_in(go: Go, only: &str, delay: bool, mode: &str) {
         "4s",
         "--park-threshold",
         "500ms",
+        "--mode",
+        mode,
     ];
     let (records, (code, out, err)) = if delay {
         let handle = std::thread::spawn({

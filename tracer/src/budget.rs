@@ -179,17 +179,18 @@ mod tests {
     use super::*;
 
     #[test]
-    fn detaches_the_hottest_acquire_site_and_rotates_it_back() {
+    fn detaches_the_hottest_group_and_rotates_it_back() {
         let t0 = Instant::now();
-        let mut b = Budget::new(5.0, vec![true, true, false]);
+        // Sites 0 and 2 (a Lock and its Unlock) are one group.
+        let mut b = Budget::new(5.0, vec![0, 1, 0]);
         assert_eq!(b.tick(&[0, 0, 0], 0, t0), Actions::default());
-        // 1 s of target CPU; site 0 cost 150 ms, site 1 1.5 ms, site 2 (unlock) 15 ms.
+        // 1 s of target CPU; group 0 costs 110 ms, group 1 1 ms.
         let a = b.tick(
             &[100_000, 1_000, 10_000],
             1_000_000_000,
             t0 + Duration::from_secs(1),
         );
-        assert_eq!(a.detach, vec![0]);
+        assert_eq!(a.detach, vec![0, 2]);
         assert!(b.peak_estimate > 5.0);
         let a = b.tick(
             &[100_000, 2_000, 20_000],
