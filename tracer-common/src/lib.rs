@@ -170,6 +170,8 @@ pub mod globals {
     /// Non-zero: leak-watch mode: parks only update the kernel's parked map; no
     /// record, no stack.
     pub const WATCH: &str = "WATCH";
+    /// Bitmap of wait reasons that are idling, not blocking (no record, no stack).
+    pub const IDLE_REASONS: &str = "IDLE_REASONS";
 }
 
 #[cfg(feature = "user")]

@@ -79,6 +79,15 @@ static VERBOSE: Global<u64> = Global::new(0);
 static WANT_STACKS: Global<u64> = Global::new(1);
 #[unsafe(no_mangle)]
 static WATCH: Global<u64> = Global::new(0);
+/// Bit n set: wait reason n is how healthy programs idle (IO wait, sleep): such
+/// parks are remembered in `PARKED` but cost no record and no stack.
+#[unsafe(no_mangle)]
+static IDLE_REASONS: Global<u64> = Global::new(0);
+
+#[inline(always)]
+fn idle(reason: u64) -> bool {
+    reason < 64 && IDLE_REASONS.load() & (1 << reason) != 0
+}
 
 #[inline(always)]
 fn count(index: u32) {
@@ -162,9 +171,9 @@ pub fn go_park(ctx: ProbeContext) -> u32 {
     if goid == 0 {
         aya_log_ebpf::warn!(&ctx, "gopark: no goid readable from g {:x}", g);
     }
-    if WATCH.load() != 0 {
-        // Leak-watch: the agent reads who is parked from memory; the kernel only
-        // keeps the exact park time.
+    if WATCH.load() != 0 || idle(r.rcx & 0xff) {
+        // Leak-watch (and idle waits in every mode): the agent reads who is parked
+        // from memory; the kernel only keeps the exact park time.
         let state = ParkState {
             // SAFETY: plain helper call.
             since_ns: unsafe { bpf_ktime_get_ns() },
@@ -222,6 +231,10 @@ pub fn go_ready(ctx: ProbeContext) -> u32 {
     ev.peer_goid = current_goid(r);
     // SAFETY: map lookup with a key on the stack.
     if let Some(state) = unsafe { PARKED.get(&goid) } {
+        if idle(state.reason) {
+            let _ = PARKED.remove(&goid);
+            return 0;
+        }
         ev.arg = ev.ts_ns.saturating_sub(state.since_ns);
         ev.obj = state.reason;
         ev.obj2 = state.obj;

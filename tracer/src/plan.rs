@@ -102,6 +102,7 @@ pub fn plan(target: &TargetInfo, mode: Mode, events: bool, stacks: bool) -> Prob
         (globals::VERBOSE, u64::from(events)),
         (globals::STACKS, u64::from(stacks)),
         (globals::WATCH, u64::from(mode == Mode::Watch)),
+        (globals::IDLE_REASONS, idle_mask(target, events)),
     ];
     let locks = if mode == Mode::Locks {
         lock_probes(target, &mut missing)
@@ -116,6 +117,21 @@ pub fn plan(target: &TargetInfo, mode: Mode, events: bool, stacks: bool) -> Prob
         missing,
         locks,
     }
+}
+
+/// Wait reasons the model ignores (see `session::is_idle_wait`) as a bitmap, so the
+/// kernel skips their records. The `--events` view wants every park.
+fn idle_mask(target: &TargetInfo, events: bool) -> u64 {
+    if events {
+        return 0;
+    }
+    target
+        .wait_reasons
+        .iter()
+        .enumerate()
+        .take(64)
+        .filter(|(_, r)| crate::session::is_idle_wait(r))
+        .fold(0, |m, (i, _)| m | (1 << i))
 }
 
 fn lock_probes(target: &TargetInfo, missing: &mut Vec<String>) -> Vec<LockProbe> {

@@ -299,9 +299,14 @@ impl<'t> Session<'t> {
     /// Feeds the goroutines parked right now, read from the target's memory: those
     /// parked long before the tracer came are found too.
     pub fn snapshot(&mut self, pid: u32) -> Option<usize> {
+        // Events already in the ring buffer are older than the snapshot: apply them
+        // first, or the model would drop them as stale (a wake lost that way leaves
+        // a goroutine "parked" forever). The snapshot is stamped before the read, so
+        // events during the read count as newer.
+        self.drain();
+        let now = monotonic_ns();
         let mem = tracer_inspect::memory::Memory::new(pid);
         let snap = tracer_inspect::goroutines::snapshot(self.target, &mem)?;
-        let now = monotonic_ns();
         let parked_map = self
             .attached
             .as_ref()
