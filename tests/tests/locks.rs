@@ -11,12 +11,23 @@ fn run_locks(
     build_flags: &[&str],
     only: &str,
 ) -> (HashMap<String, Record>, Vec<serde_json::Value>) {
+    run_locks_budget(go, build_flags, only, "5")
+}
+
+fn run_locks_budget(
+    go: Go,
+    build_flags: &[&str],
+    only: &str,
+    budget: &str,
+) -> (HashMap<String, Record>, Vec<serde_json::Value>) {
     let bin = build_fixture("locks", go, build_flags);
     let (code, out, err) = run_tracer(
         &[
             "run",
             "--mode",
             "locks",
+            "--lock-budget",
+            budget,
             "--format",
             "json",
             "--",
@@ -66,11 +77,12 @@ fn inversion<'a>(
     })
 }
 
-fn check_all(go: Go, build_flags: &[&str], class_level: bool) {
-    let (cases, findings) = run_locks(
+fn check_all(go: Go, build_flags: &[&str], class_level: bool, budget: &str) {
+    let (cases, findings) = run_locks_budget(
         go,
         build_flags,
         "abba,abba_deadlock,three,class,double,rwrecursive,negative",
+        budget,
     );
     let case = |n: &str| {
         cases
@@ -177,19 +189,21 @@ fn check_all(go: Go, build_flags: &[&str], class_level: bool) {
 
 #[test]
 fn lock_bugs_found_default_go() {
-    check_all(Go::Default, &[], true);
+    check_all(Go::Default, &[], true, "5");
 }
 
 #[test]
 fn lock_bugs_found_oldest_go() {
-    check_all(Go::Oldest, &[], true);
+    check_all(Go::Oldest, &[], true, "5");
 }
 
 #[test]
 fn lock_bugs_found_without_inlining() {
     // Out-of-line Lock methods are probed at their entry; class names then lack the
-    // caller, so only instance-level findings are asserted.
-    check_all(Go::Default, &["-gcflags=-l"], false);
+    // caller, so only instance-level findings are asserted. Every acquisition then
+    // goes through the one out-of-line Lock method, which the budget can only turn
+    // off as a whole: run without a budget.
+    check_all(Go::Default, &["-gcflags=-l"], false, "0");
 }
 
 #[test]

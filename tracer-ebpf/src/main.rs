@@ -377,8 +377,9 @@ const EFLAGS_ZF: u64 = 1 << 6;
 /// Every Lock/Unlock/RLock/RUnlock/TryLock site, inlined or not. Keeps each
 /// goroutine's held set in the kernel and sends userspace only what it cannot
 /// derive: a lock-order edge the first time it is seen, and re-acquisitions of a
-/// held lock.
-#[uprobe]
+/// held lock. A multi-uprobe program: all sites are one link, cheap to attach and
+/// to detach.
+#[uprobe(multi)]
 pub fn go_lock(ctx: ProbeContext) -> u32 {
     // SAFETY: the context pointer is the helper's argument.
     let site = unsafe { bpf_get_attach_cookie(ctx.regs.cast()) } as u32;

@@ -24,8 +24,12 @@ pub struct Attached {
     pub attached: Vec<String>,
     /// `"symbol: reason"` for each probe that failed to attach.
     pub failed: Vec<String>,
-    /// One link per lock site (None while detached by the budget).
-    pub lock_links: Vec<Option<UProbeLinkId>>,
+    /// One multi-uprobe link over the active lock sites: detaching a link of many
+    /// uprobes costs one RCU grace period, one link per site costs one each (20 s
+    /// for 200 sites).
+    lock_link: Option<UProbeLinkId>,
+    /// Which lock sites the link covers (the budget turns sites off and on).
+    active: Vec<bool>,
     target: std::path::PathBuf,
     scope: UProbeScope,
     lock_offsets: Vec<u64>,
@@ -34,45 +38,104 @@ pub struct Attached {
 const LOCK_PROGRAM: &str = "go_lock";
 
 impl Attached {
-    fn lock_program(&mut self) -> Option<&mut UProbe> {
-        self.ebpf.program_mut(LOCK_PROGRAM)?.try_into().ok()
+    pub fn lock_sites(&self) -> usize {
+        self.lock_offsets.len()
     }
 
-    /// Detaches lock site `i` (the budget's lever).
-    pub fn detach_lock(&mut self, i: usize) {
-        let Some(link) = self.lock_links.get_mut(i).and_then(Option::take) else {
-            return;
-        };
-        if let Some(prog) = self.lock_program() {
-            let _ = prog.detach(link);
+    /// Re-attaches the lock program to exactly the `active` sites, and drops from
+    /// the kernel's held sets every lock taken at a site being turned off: its
+    /// unlock will not be seen, and a lock left "held" would invent order edges (a
+    /// dropped hold only loses edges).
+    pub fn set_active(&mut self, active: Vec<bool>) -> Result<(), String> {
+        if active == self.active {
+            return Ok(());
         }
+        let prog: &mut UProbe = self
+            .ebpf
+            .program_mut(LOCK_PROGRAM)
+            .ok_or("program missing")?
+            .try_into()
+            .map_err(|e| format!("{e}"))?;
+        if let Some(link) = self.lock_link.take() {
+            prog.detach(link).map_err(|e| e.to_string())?;
+        }
+        let points: Vec<(u64, u64)> = active
+            .iter()
+            .enumerate()
+            .filter(|(_, on)| **on)
+            .map(|(i, _)| (self.lock_offsets[i], i as u64))
+            .collect();
+        let (target, scope) = (self.target.clone(), self.scope);
+        let turned_off: Vec<u32> = self
+            .active
+            .iter()
+            .zip(&active)
+            .enumerate()
+            .filter(|(_, (was, now))| **was && !**now)
+            .map(|(i, _)| i as u32)
+            .collect();
+        self.active = active;
+        purge_held(&mut self.ebpf, &turned_off);
+        if points.is_empty() {
+            return Ok(());
+        }
+        let prog: &mut UProbe = self
+            .ebpf
+            .program_mut(LOCK_PROGRAM)
+            .ok_or("program missing")?
+            .try_into()
+            .map_err(|e| format!("{e}"))?;
+        self.lock_link = Some(attach_sites(prog, &points, &target, scope)?);
+        Ok(())
     }
 
-    /// Attaches lock site `i` again.
-    pub fn reattach_lock(&mut self, i: usize) {
-        if self.lock_links.get(i).is_none_or(Option::is_some) {
-            return;
-        }
-        let (off, target, scope) = (self.lock_offsets[i], self.target.clone(), self.scope);
-        let link = self
-            .lock_program()
-            .and_then(|p| attach_site(p, off, i as u64, &target, scope).ok());
-        self.lock_links[i] = link;
+    pub fn active(&self) -> &[bool] {
+        &self.active
     }
 }
 
-fn attach_site(
+fn purge_held(ebpf: &mut Ebpf, sites: &[u32]) {
+    use tracer_common::{HeldLocks, MAX_HELD};
+    if sites.is_empty() {
+        return;
+    }
+    let Some(map) = ebpf.map_mut("HELD") else {
+        return;
+    };
+    let Ok(mut held) = aya::maps::HashMap::<_, u64, HeldLocks>::try_from(map) else {
+        return;
+    };
+    let entries: Vec<(u64, HeldLocks)> = held.iter().filter_map(Result::ok).collect();
+    for (goid, h) in entries {
+        let mut kept = HeldLocks::default();
+        for i in 0..(h.n as usize).min(MAX_HELD) {
+            if sites.contains(&h.sites[i]) {
+                continue;
+            }
+            let k = kept.n as usize;
+            kept.locks[k] = h.locks[i];
+            kept.sites[k] = h.sites[i];
+            kept.read |= ((h.read >> i) & 1) << k;
+            kept.n += 1;
+        }
+        if kept.n != h.n {
+            let _ = held.insert(&goid, &kept, 0);
+        }
+    }
+}
+
+/// One link over many `(file offset, cookie)` points.
+fn attach_sites(
     prog: &mut UProbe,
-    file_offset: u64,
-    cookie: u64,
+    points: &[(u64, u64)],
     target: &Path,
     scope: UProbeScope,
 ) -> Result<UProbeLinkId, String> {
     prog.attach(
-        [UProbeAttachPoint {
-            location: UProbeAttachLocation::AbsoluteOffset(file_offset),
+        points.iter().map(|&(off, cookie)| UProbeAttachPoint {
+            location: UProbeAttachLocation::AbsoluteOffset(off),
             cookie: Some(cookie),
-        }],
+        }),
         target,
         scope,
     )
@@ -126,7 +189,7 @@ pub fn attach(
             Err(e) => failed.push(format!("{}: {e}", probe.symbol)),
         }
     }
-    let mut lock_links = Vec::new();
+    let mut lock_link = None;
     if !plan.locks.is_empty() {
         let result = (|| -> Result<(), String> {
             let mut sites: Array<_, LockSiteInfo> =
@@ -141,22 +204,19 @@ pub fn attach(
                 .try_into()
                 .map_err(|e| format!("{e}"))?;
             prog.load().map_err(|e| format!("verifier: {e}"))?;
-            for (i, l) in plan.locks.iter().enumerate() {
-                match attach_site(prog, l.file_offset, i as u64, target, scope) {
-                    Ok(link) => lock_links.push(Some(link)),
-                    Err(e) => {
-                        failed.push(format!("lock site {}: {e}", l.label));
-                        lock_links.push(None);
-                    }
-                }
-            }
+            let points: Vec<(u64, u64)> = plan
+                .locks
+                .iter()
+                .enumerate()
+                .map(|(i, l)| (l.file_offset, i as u64))
+                .collect();
+            lock_link = Some(attach_sites(prog, &points, target, scope)?);
             Ok(())
         })();
         if let Err(e) = result {
             failed.push(format!("lock sites: {e}"));
         } else {
-            let n = lock_links.iter().filter(|l| l.is_some()).count();
-            attached.push(format!("{n} lock sites"));
+            attached.push(format!("{} lock sites", plan.locks.len()));
         }
     }
     if attached.is_empty() && !plan.probes.is_empty() {
@@ -166,7 +226,8 @@ pub fn attach(
         ebpf,
         attached,
         failed,
-        lock_links,
+        active: vec![lock_link.is_some(); plan.locks.len()],
+        lock_link,
         target: target.to_path_buf(),
         scope,
         lock_offsets: plan.locks.iter().map(|l| l.file_offset).collect(),

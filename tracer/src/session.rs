@@ -250,7 +250,7 @@ impl<'t> Session<'t> {
         let (Some(budget), Some(attached)) = (self.budget.as_mut(), self.attached.as_mut()) else {
             return;
         };
-        let n = attached.lock_links.len();
+        let n = attached.lock_sites();
         let hits: Vec<u64> = match attached.ebpf.map("SITE_HITS") {
             Some(map) => match PerCpuArray::<_, u64>::try_from(map) {
                 Ok(arr) => (0..n as u32)
@@ -264,14 +264,15 @@ impl<'t> Session<'t> {
             return;
         };
         let actions = budget.tick(&hits, cpu, std::time::Instant::now());
+        let mut active = attached.active().to_vec();
         for &i in &actions.detach {
-            attached.detach_lock(i);
+            active[i] = false;
         }
-        if !actions.detach.is_empty() {
-            purge_held(attached, &actions.detach);
+        for &i in &actions.reattach {
+            active[i] = true;
         }
-        for i in actions.reattach {
-            attached.reattach_lock(i);
+        if let Err(e) = attached.set_active(active) {
+            log::warn!("lock budget: re-attaching lock sites failed: {e}");
         }
     }
 
@@ -627,35 +628,6 @@ impl<'t> Session<'t> {
         c.stack_errors = sum(counter::STACK_ERRORS);
         c.read_errors = sum(counter::READ_ERRORS);
         c
-    }
-}
-
-/// Drops from the kernel's held sets every lock acquired at one of `sites`: their
-/// unlocks are no longer seen, and a lock left "held" would invent order edges.
-fn purge_held(attached: &mut Attached, sites: &[usize]) {
-    let Some(map) = attached.ebpf.map_mut("HELD") else {
-        return;
-    };
-    let Ok(mut held) = aya::maps::HashMap::<_, u64, tracer_common::HeldLocks>::try_from(map) else {
-        return;
-    };
-    let entries: Vec<(u64, tracer_common::HeldLocks)> =
-        held.iter().filter_map(Result::ok).collect();
-    for (goid, h) in entries {
-        let mut kept = tracer_common::HeldLocks::default();
-        for i in 0..(h.n as usize).min(tracer_common::MAX_HELD) {
-            if sites.contains(&(h.sites[i] as usize)) {
-                continue;
-            }
-            let k = kept.n as usize;
-            kept.locks[k] = h.locks[i];
-            kept.sites[k] = h.sites[i];
-            kept.read |= ((h.read >> i) & 1) << k;
-            kept.n += 1;
-        }
-        if kept.n != h.n {
-            let _ = held.insert(&goid, &kept, 0);
-        }
     }
 }
 
