@@ -85,7 +85,8 @@ pub struct TraceOpts {
     /// (rule growing).
     #[arg(long, value_parser = duration::parse, default_value = "30s")]
     pub leak_window: Duration,
-    /// Exit with code 1 when a finding of this kind was made (leak, long_parked, any).
+    /// Exit with code 1 when a finding of this kind was made: leak, long_parked,
+    /// lock (any lock finding), any.
     #[arg(long, value_delimiter = ',')]
     pub fail_on: Vec<String>,
     /// Show the kernel programs' own diagnostics (aya-log), e.g. failed memory reads.

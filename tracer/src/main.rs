@@ -84,12 +84,15 @@ pub fn trace(
     release: Option<Box<dyn FnOnce() -> Result<()>>>,
 ) -> Result<u8> {
     let run_mode = release.is_some();
+    // `lock` (any lock finding) is the tracer's own; the rest are goroutine rules.
+    let fail_on_lock = opts.fail_on.iter().any(|s| s.trim() == "lock");
     let fail_on = opts
         .fail_on
         .iter()
+        .filter(|s| s.trim() != "lock")
         .map(|s| {
             s.parse::<FailOn>()
-                .map_err(|e| anyhow::anyhow!("--fail-on: {e}"))
+                .map_err(|e| anyhow::anyhow!("--fail-on: {e} (or: lock)"))
         })
         .collect::<Result<Vec<_>>>()?;
     let config = Config {
@@ -183,42 +186,60 @@ pub fn trace(
     };
     let report = session.analyzer.report(now, inputs);
     let mut out = std::io::stdout().lock();
+    // Before the report: in JSON its summary line is always the last.
+    if let Some(b) = &session.budget {
+        write_budget(&b.report(), &plan, opts.format, &mut out)?;
+    }
+    if opts.mode == Mode::Locks && opts.format == Format::Text {
+        writeln!(
+            out,
+            "lock findings: {} ({} lock-order edges seen)\n",
+            session.lock_findings.len(),
+            session.locks.edge_count()
+        )?;
+    }
     match opts.format {
         Format::Text => report::text::write(&report, &mut out)?,
         Format::Json => report::json::write(&report, &mut out)?,
     }
-    if let Some(b) = &session.budget {
-        let r = b.report();
-        match opts.format {
-            Format::Json => writeln!(out, "{}", serde_json::to_string(&r)?)?,
-            Format::Text => {
-                writeln!(
-                    out,
-                    "lock budget {}%: peak estimated lock-probe cost {:.1}%; {} of {} lock sites sampled{}",
-                    r.budget_percent,
-                    r.peak_estimate_percent,
-                    r.sampled.len(),
-                    r.sites,
-                    if r.sampled.is_empty() { String::new() } else { " (observed for part of the time)".into() }
-                )?;
-                for (i, frac) in &r.sampled {
-                    if let Some(l) = plan.locks.get(*i) {
-                        writeln!(
-                            out,
-                            "  {} observed {:.0}% of the time",
-                            l.label,
-                            frac * 100.0
-                        )?;
-                    }
-                }
-            }
-        }
-    }
     drop(out);
     eprintln!("tracer: stopped ({})", stop.describe());
-    let lock_fail =
-        !session.lock_findings.is_empty() && fail_on.iter().any(|f| matches!(f, FailOn::Any));
+    let lock_fail = !session.lock_findings.is_empty()
+        && (fail_on_lock || fail_on.iter().any(|f| matches!(f, FailOn::Any)));
     Ok(u8::from(
         should_fail(&report.findings, &fail_on) || lock_fail,
     ))
+}
+
+/// The lock budget's account: which sites were turned off, for what share of time.
+fn write_budget(
+    r: &budget::BudgetReport,
+    plan: &plan::ProbePlan,
+    format: Format,
+    out: &mut dyn std::io::Write,
+) -> Result<()> {
+    if format == Format::Json {
+        writeln!(out, "{}", serde_json::to_string(r)?)?;
+        return Ok(());
+    }
+    writeln!(
+        out,
+        "lock budget {}%: peak estimated lock-probe cost {:.1}%; {} of {} lock sites sampled",
+        r.budget_percent,
+        r.peak_estimate_percent,
+        r.sampled.len(),
+        r.sites,
+    )?;
+    for (i, frac) in &r.sampled {
+        if let Some(l) = plan.locks.get(*i) {
+            writeln!(
+                out,
+                "  {} observed {:.0}% of the time",
+                l.label,
+                frac * 100.0
+            )?;
+        }
+    }
+    writeln!(out)?;
+    Ok(())
 }
