@@ -126,7 +126,14 @@ pub struct HeldLocks {
     pub read: u32,
     pub locks: [u64; MAX_HELD],
     pub sites: [u32; MAX_HELD],
+    /// When each lock was acquired (`CLOCK_MONOTONIC` ns), for hold times.
+    pub since: [u64; MAX_HELD],
 }
+
+/// Hold-time histograms: log2 buckets per acquisition site, for the first
+/// [`HOLD_HIST_SITES`] sites. Bucket b counts holds of `[2^(b-1), 2^b)` ns.
+pub const HOLD_HIST_BUCKETS: u32 = 48;
+pub const HOLD_HIST_SITES: u32 = 4096;
 
 /// Key of the edge map: `from` was held while `to` was acquired.
 #[repr(C)]

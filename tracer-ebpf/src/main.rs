@@ -19,7 +19,8 @@ use aya_ebpf::{
     Global,
 };
 use tracer_common::{
-    counter, kind, lockop, EdgeKey, Event, HeldLocks, LockSiteInfo, ParkState, MAX_HELD,
+    counter, kind, lockop, EdgeKey, Event, HeldLocks, LockSiteInfo, ParkState, HOLD_HIST_BUCKETS,
+    HOLD_HIST_SITES, MAX_HELD,
 };
 
 #[map]
@@ -56,6 +57,11 @@ static HELD: LruHashMap<u64, HeldLocks> = LruHashMap::with_max_entries(1 << 16, 
 /// goroutine; this finds whose held set the unlock clears.
 #[map]
 static HOLDER: LruHashMap<u64, u64> = LruHashMap::with_max_entries(1 << 18, 0);
+
+/// Hold times per acquisition site, log2 buckets (`site * BUCKETS + bucket`).
+#[map]
+static HOLD_HIST: PerCpuArray<u64> =
+    PerCpuArray::with_max_entries(HOLD_HIST_SITES * HOLD_HIST_BUCKETS, 0);
 
 /// Lock-order edges already reported: each is sent to userspace once.
 #[map]
@@ -469,6 +475,8 @@ fn acquire(ctx: &ProbeContext, r: &pt_regs, goid: u64, m: u64, site: u32, op: u3
     if n < MAX_HELD {
         held.locks[n] = m;
         held.sites[n] = site;
+        // SAFETY: plain helper call.
+        held.since[n] = unsafe { bpf_ktime_get_ns() };
         if read {
             held.read |= 1 << n;
         } else {
@@ -534,10 +542,21 @@ fn remove_held(goid: u64, m: u64) -> bool {
     if found == MAX_HELD {
         return false;
     }
+    let site = held.sites[found];
+    if site < HOLD_HIST_SITES {
+        // SAFETY: plain helper call.
+        let hold = unsafe { bpf_ktime_get_ns() }.saturating_sub(held.since[found]);
+        let bucket = (64 - hold.leading_zeros()).min(HOLD_HIST_BUCKETS - 1);
+        if let Some(slot) = HOLD_HIST.get_ptr_mut(site * HOLD_HIST_BUCKETS + bucket) {
+            // SAFETY: per-CPU slot.
+            unsafe { *slot += 1 };
+        }
+    }
     for i in 0..MAX_HELD - 1 {
         if i >= found && i + 1 < n {
             held.locks[i] = held.locks[i + 1];
             held.sites[i] = held.sites[i + 1];
+            held.since[i] = held.since[i + 1];
             let bit = (held.read >> (i + 1)) & 1;
             held.read = (held.read & !(1 << i)) | (bit << i);
         }

@@ -115,6 +115,7 @@ fn purge_held(ebpf: &mut Ebpf, sites: &[u32]) {
             let k = kept.n as usize;
             kept.locks[k] = h.locks[i];
             kept.sites[k] = h.sites[i];
+            kept.since[k] = h.since[i];
             kept.read |= ((h.read >> i) & 1) << k;
             kept.n += 1;
         }

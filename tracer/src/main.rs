@@ -190,6 +190,30 @@ pub fn trace(
     if let Some(b) = &session.budget {
         write_budget(&b.report(), &plan, opts.format, &mut out)?;
     }
+    let holds = session.hold_times();
+    for h in &holds {
+        if opts.format == Format::Json {
+            writeln!(out, "{}", serde_json::to_string(h)?)?;
+        }
+    }
+    if opts.format == Format::Text && !holds.is_empty() {
+        writeln!(
+            out,
+            "lock hold times by class (upper bounds of log2 buckets):"
+        )?;
+        for h in &holds {
+            writeln!(
+                out,
+                "  {}: {} holds, p50 < {}, p99 < {}, max < {}",
+                h.class,
+                h.count,
+                report_fmt::human_ns(h.p50_ns),
+                report_fmt::human_ns(h.p99_ns),
+                report_fmt::human_ns(h.max_ns)
+            )?;
+        }
+        writeln!(out)?;
+    }
     if opts.mode == Mode::Locks && opts.format == Format::Text {
         writeln!(
             out,

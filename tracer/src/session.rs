@@ -43,6 +43,45 @@ pub fn is_idle_wait(reason: &str) -> bool {
     matches!(reason, "IO wait" | "sleep")
 }
 
+/// How long locks of one class were held.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct HoldTimes {
+    pub kind: &'static str,
+    pub class: String,
+    pub count: u64,
+    pub p50_ns: u64,
+    pub p99_ns: u64,
+    pub max_ns: u64,
+}
+
+impl HoldTimes {
+    fn from_buckets(class: String, buckets: &[u64]) -> Self {
+        let count: u64 = buckets.iter().sum();
+        // Bucket b holds [2^(b-1), 2^b): report its upper bound.
+        let upper = |b: usize| 1u64 << b.min(63);
+        let quantile = |q: f64| {
+            let target = (count as f64 * q).ceil() as u64;
+            let mut seen = 0;
+            for (b, n) in buckets.iter().enumerate() {
+                seen += n;
+                if seen >= target.max(1) {
+                    return upper(b);
+                }
+            }
+            0
+        };
+        let max = buckets.iter().rposition(|n| *n > 0).map_or(0, upper);
+        Self {
+            kind: "lock_hold",
+            class,
+            count,
+            p50_ns: quantile(0.5),
+            p99_ns: quantile(0.99),
+            max_ns: max,
+        }
+    }
+}
+
 /// Counters read back from the kernel side.
 #[derive(Debug, Default, Clone, serde::Serialize)]
 pub struct Counters {
@@ -274,6 +313,48 @@ impl<'t> Session<'t> {
         if let Err(e) = attached.set_active(active) {
             log::warn!("lock budget: re-attaching lock sites failed: {e}");
         }
+    }
+
+    /// Hold-time histograms per lock class (acquisition site), from the kernel's
+    /// log2 buckets: (class, count, p50, p99, max) with each figure the upper bound
+    /// of its bucket, in ns.
+    pub fn hold_times(&self) -> Vec<HoldTimes> {
+        use tracer_common::{HOLD_HIST_BUCKETS, HOLD_HIST_SITES};
+        let Some(map) = self.attached.as_ref().and_then(|a| a.ebpf.map("HOLD_HIST")) else {
+            return Vec::new();
+        };
+        let Ok(arr) = PerCpuArray::<_, u64>::try_from(map) else {
+            return Vec::new();
+        };
+        let mut by_class: std::collections::BTreeMap<String, Vec<u64>> = Default::default();
+        for (site, frame) in self
+            .lock_sites
+            .iter()
+            .enumerate()
+            .take(HOLD_HIST_SITES as usize)
+        {
+            let mut buckets = vec![0u64; HOLD_HIST_BUCKETS as usize];
+            let mut any = false;
+            for (b, slot) in buckets.iter_mut().enumerate() {
+                let i = site as u32 * HOLD_HIST_BUCKETS + b as u32;
+                *slot = arr.get(&i, 0).map(|v| v.iter().sum()).unwrap_or(0);
+                any |= *slot > 0;
+            }
+            if !any {
+                continue;
+            }
+            let class = tracer_analysis::lockgraph::class_of(frame);
+            let acc = by_class
+                .entry(class)
+                .or_insert_with(|| vec![0; buckets.len()]);
+            for (a, b) in acc.iter_mut().zip(&buckets) {
+                *a += b;
+            }
+        }
+        by_class
+            .into_iter()
+            .map(|(class, buckets)| HoldTimes::from_buckets(class, &buckets))
+            .collect()
     }
 
     /// Looks for deadlock cycles among the goroutines parked in locks.
