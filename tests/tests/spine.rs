@@ -150,9 +150,12 @@ fn sigterm_and_target_exit_end_the_trace_cleanly() {
     let mut second = Proc::spawn(
         tracer()
             .args(["attach", &pid, "--format", "json"])
-            .stderr(Stdio::null()),
+            .stderr(Stdio::piped()),
     );
-    std::thread::sleep(Duration::from_millis(300));
+    let mut err = std::io::BufReader::new(second.child.stderr.take().unwrap());
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut err, &mut line).unwrap();
+    assert!(line.contains("attached"), "{line}");
     fixture.kill();
     let summary = second
         .wait_line(Duration::from_secs(10), |l| {

@@ -112,6 +112,7 @@ pub struct Session<'t> {
     pub lock_findings: Vec<LockFinding>,
     pub budget: Option<crate::budget::Budget>,
     last_budget: u64,
+    pidfd: Option<std::io::Result<OwnedFd>>,
 }
 
 pub fn monotonic_ns() -> u64 {
@@ -160,6 +161,7 @@ impl<'t> Session<'t> {
             lock_findings: Vec::new(),
             budget: None,
             last_budget: 0,
+            pidfd: Some(pidfd_open(pid)),
         })
     }
 
@@ -509,7 +511,15 @@ impl<'t> Session<'t> {
     /// Runs until a stop condition; `pid` is watched through a pidfd.
     pub async fn run(&mut self) -> Result<Stop> {
         let pid = self.pid;
-        let pidfd = pidfd_open(pid);
+        let pidfd = match self.pidfd.take() {
+            Some(Ok(fd)) => {
+                // SAFETY: the AsyncFd owns the descriptor, which nothing else closes.
+                unsafe { AsyncFd::register(fd) }.ok()
+            }
+            // The process was gone before tracing began.
+            Some(Err(_)) if !crate::session::alive(pid) => return Ok(Stop::TargetExited),
+            _ => None,
+        };
         let mut tick = tokio::time::interval(Duration::from_millis(10));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let deadline = self.opts.duration;
@@ -717,14 +727,19 @@ fn to_frame(f: &SourceFrame) -> Frame {
 }
 
 /// A pidfd becomes readable when the process exits: no polling of /proc.
-fn pidfd_open(pid: u32) -> Option<AsyncFd<OwnedFd>> {
+fn alive(pid: u32) -> bool {
+    tracer_inspect::process::alive(pid)
+}
+
+/// Opened when the session is created, before anyone is told the tracer is
+/// attached: a target that dies after that point is still seen to exit. `Err` means
+/// the process is already gone.
+fn pidfd_open(pid: u32) -> std::io::Result<OwnedFd> {
     // SAFETY: plain syscall; the returned fd is owned below.
     let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::c_int, 0) };
     if fd < 0 {
-        return None;
+        return Err(std::io::Error::last_os_error());
     }
     // SAFETY: fd is a fresh descriptor we own.
-    let owned = unsafe { OwnedFd::from_raw_fd(fd as i32) };
-    // SAFETY: the AsyncFd owns the descriptor, which nothing else closes.
-    unsafe { AsyncFd::register(owned) }.ok()
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
 }
