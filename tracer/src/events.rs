@@ -92,6 +92,12 @@ impl<'t> Symbolizer<'t> {
 
     /// Frames of a parked goroutine: the probed function, the caller the kernel's
     /// frame-pointer walk misses (`caller`), then the rest of the stack.
+    pub fn cached(&self, stack_id: i64, caller: u64) -> Option<Vec<SourceFrame>> {
+        (stack_id >= 0)
+            .then(|| self.cache.get(&(stack_id, caller)).cloned())
+            .flatten()
+    }
+
     pub fn stack(&mut self, stack_id: i64, ips: &[u64], caller: u64) -> Vec<SourceFrame> {
         if let Some(f) = self.cache.get(&(stack_id, caller)) {
             return f.clone();

@@ -622,6 +622,10 @@ impl<'t> Session<'t> {
     }
 
     fn park_frames(&mut self, ev: &tracer_common::Event) -> Vec<SourceFrame> {
+        // Stack ids are stable (no BPF_F_REUSE_STACKID): read the map once per id.
+        if let Some(frames) = self.symbolizer.cached(ev.stack_id, ev.pc) {
+            return frames;
+        }
         let ips: Vec<u64> = match (&self.stacks, ev.stack_id >= 0) {
             (Some(stacks), true) => stacks
                 .get(&(ev.stack_id as u32), 0)
