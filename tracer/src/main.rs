@@ -151,7 +151,7 @@ pub fn trace(
             let started = std::time::Instant::now();
             match session.snapshot(pid) {
                 Some(n) => eprintln!(
-                    "tracer: snapshot: {n} goroutines parked now (read in {:.0?})",
+                    "tracer: snapshot: {n} goroutines parked now (read in {:.1?})",
                     started.elapsed()
                 ),
                 None => eprintln!("tracer: snapshot unavailable (runtime.allgs not readable)"),

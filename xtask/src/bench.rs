@@ -213,7 +213,7 @@ impl Params {
                 quick,
                 rounds: 5,
                 run_secs: 0.5,
-                http_rounds: 5,
+                http_rounds: 4,
                 http_secs: 10,
                 flood_pairs: &[1, 8, 64, 512, 4096],
                 flood_secs: 2.0,
