@@ -50,14 +50,10 @@ impl Attached {
         if active == self.active {
             return Ok(());
         }
-        let prog: &mut UProbe = self
-            .ebpf
-            .program_mut(LOCK_PROGRAM)
-            .ok_or("program missing")?
-            .try_into()
-            .map_err(|e| format!("{e}"))?;
         if let Some(link) = self.lock_link.take() {
-            prog.detach(link).map_err(|e| e.to_string())?;
+            lock_program(&mut self.ebpf)?
+                .detach(link)
+                .map_err(|e| e.to_string())?;
         }
         let points: Vec<(u64, u64)> = active
             .iter()
@@ -79,12 +75,7 @@ impl Attached {
         if points.is_empty() {
             return Ok(());
         }
-        let prog: &mut UProbe = self
-            .ebpf
-            .program_mut(LOCK_PROGRAM)
-            .ok_or("program missing")?
-            .try_into()
-            .map_err(|e| format!("{e}"))?;
+        let prog = lock_program(&mut self.ebpf)?;
         self.lock_link = Some(attach_sites(prog, &points, &target, scope)?);
         Ok(())
     }
@@ -92,6 +83,13 @@ impl Attached {
     pub fn active(&self) -> &[bool] {
         &self.active
     }
+}
+
+fn lock_program(ebpf: &mut Ebpf) -> Result<&mut UProbe, String> {
+    ebpf.program_mut(LOCK_PROGRAM)
+        .ok_or("lock program missing from the eBPF object")?
+        .try_into()
+        .map_err(|e| format!("{e}"))
 }
 
 fn purge_held(ebpf: &mut Ebpf, sites: &[u32]) {
