@@ -301,7 +301,9 @@ mod tests {
         .unwrap();
         a.apply(park(parked(5, 0, 42)));
         let mut other = parked(6, 0, 43);
-        other.frames[3].function = "main.other".into();
+        let mut frames = other.frames.to_vec();
+        frames[3].function = "main.other".into();
+        other.frames = frames.into();
         other.start_function = Some("main.other".into());
         a.apply(park(other));
         let found = a.tick(20 * SECOND);

@@ -72,7 +72,7 @@ impl GoroutineFinding {
             parked_ns: goroutine.age_ns(now_ns),
             exact: p.exact,
             object: p.object.clone(),
-            frames: p.frames.clone(),
+            frames: p.frames.to_vec(),
             start_function: p.start_function.clone(),
             created_by: p.created_by.clone(),
             parent_goid: p.parent_goid,

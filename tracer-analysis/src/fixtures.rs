@@ -22,7 +22,8 @@ pub fn parked(goid: u64, since_ns: u64, line: u32) -> Parked {
             Frame::new("runtime.chansend1", "/go/src/runtime/chan.go", 161),
             Frame::new("main.send", "/src/app/main.go", line),
             Frame::new("runtime.goexit", "/go/src/runtime/asm_amd64.s", 1700),
-        ],
+        ]
+        .into(),
         start_function: Some("main.send".into()),
         created_by: Some(Frame::new("main.main", "/src/app/main.go", 17)),
         parent_goid: Some(1),
@@ -41,7 +42,8 @@ pub fn system(goid: u64, since_ns: u64, start: &str) -> Parked {
             Frame::new("runtime.gopark", "/go/src/runtime/proc.go", 460),
             Frame::new(start, "/go/src/runtime/mgc.go", 1400),
             Frame::new("runtime.goexit", "/go/src/runtime/asm_amd64.s", 1700),
-        ],
+        ]
+        .into(),
         start_function: Some(start.into()),
         created_by: Some(Frame::new(
             "runtime.gcenable",

@@ -53,6 +53,9 @@ pub enum Object {
     None,
 }
 
+/// A stack, shared between the goroutines that have it.
+pub type Frames = std::sync::Arc<[Frame]>;
+
 /// A goroutine that is parked, with everything needed to explain it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Parked {
@@ -64,8 +67,9 @@ pub struct Parked {
     /// False when `since_ns` is only an estimate (goroutines parked before attach).
     pub exact: bool,
     pub object: Object,
-    /// Innermost first, runtime frames included.
-    pub frames: Vec<Frame>,
+    /// Innermost first, runtime frames included. Shared: the goroutines parked at
+    /// one place have one stack, and 100,000 copies of it would cost 100+ MB.
+    pub frames: Frames,
     /// Entry function of the goroutine, e.g. `main.worker`.
     pub start_function: Option<String>,
     /// The `go` statement that created it.

@@ -73,6 +73,13 @@ pub fn is_runtime_frame(function: &str) -> bool {
         || function.starts_with("sync/atomic.")
 }
 
+/// The cache key of a stack read from memory: a hash of its PCs (FNV-1a).
+pub fn pcs_key(pcs: &[u64]) -> u64 {
+    pcs.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, pc| {
+        (h ^ pc).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
 /// Turns PCs and stack ids into source frames, caching per stack id (the kernel's
 /// stack map hashes identical stacks to one id, so a site is symbolized once).
 pub struct Symbolizer<'t> {
@@ -144,9 +151,7 @@ impl<'t> Symbolizer<'t> {
     /// Frames of a stack read from the target's memory (run-time PCs, return
     /// addresses after the first).
     pub fn pcs(&mut self, pcs: &[u64]) -> Vec<SourceFrame> {
-        let key = pcs.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, pc| {
-            (h ^ pc).wrapping_mul(0x0100_0000_01b3)
-        });
+        let key = pcs_key(pcs);
         if let Some(f) = self.cache.get(&(-2, key)) {
             return f.clone();
         }

@@ -112,6 +112,8 @@ pub struct Session<'t> {
     pub lock_findings: Vec<LockFinding>,
     pub budget: Option<crate::budget::Budget>,
     last_budget: u64,
+    /// One shared copy of each stack for the model (see `Parked::frames`).
+    frames: std::collections::HashMap<(i64, u64), tracer_analysis::input::Frames>,
     pidfd: Option<std::io::Result<OwnedFd>>,
 }
 
@@ -161,6 +163,7 @@ impl<'t> Session<'t> {
             lock_findings: Vec::new(),
             budget: None,
             last_budget: 0,
+            frames: Default::default(),
             pidfd: Some(pidfd_open(pid)),
         })
     }
@@ -258,7 +261,7 @@ impl<'t> Session<'t> {
                 p.goid(),
                 lock,
                 p.parked.wait_reason.clone(),
-                p.parked.frames.clone(),
+                p.parked.frames.to_vec(),
             ));
         }
         let mut links = Vec::new();
@@ -397,12 +400,16 @@ impl<'t> Session<'t> {
             .and_then(|a| a.ebpf.map("PARKED"))
             .and_then(|m| aya::maps::HashMap::<_, u64, tracer_common::ParkState>::try_from(m).ok());
         let mut parked = Vec::new();
-        for g in snap.goroutines.iter().filter(|g| g.is_waiting()) {
+        let live = snap.live;
+        // Consumed as it goes: with 100,000 goroutines the raw copies and the model's
+        // would otherwise be in memory together.
+        for g in snap.goroutines.into_iter().filter(|g| g.is_waiting()) {
             let reason = self.target.wait_reason(u64::from(g.wait_reason));
             if is_idle_wait(&reason) {
                 continue;
             }
             let frames = self.symbolizer.pcs(&g.pcs);
+            let shared = shared_frames(&mut self.frames, (-2, events::pcs_key(&g.pcs)), &frames);
             let mut object = events::object_of(self.target, &reason, 0, 0);
             if let tracer_analysis::Object::None = object {
                 if g.waiting_chan != 0 && reason.starts_with("chan") {
@@ -428,7 +435,7 @@ impl<'t> Session<'t> {
                 since_ns: since,
                 exact,
                 object,
-                frames: frames.iter().map(to_frame).collect(),
+                frames: shared,
                 start_function: self.symbolizer.function(g.startpc),
                 created_by: self.symbolizer.pc(g.gopc, true).as_ref().map(to_frame),
                 parent_goid: (g.parent_goid != 0).then_some(g.parent_goid),
@@ -457,7 +464,7 @@ impl<'t> Session<'t> {
         self.analyzer.apply(Input::Snapshot {
             ts_ns: now,
             parked,
-            total_goroutines: snap.live,
+            total_goroutines: live,
         });
         Some(n)
     }
@@ -591,6 +598,7 @@ impl<'t> Session<'t> {
                     return;
                 }
                 let frames = self.park_frames(ev);
+                let shared = shared_frames(&mut self.frames, (ev.stack_id, ev.pc), &frames);
                 Input::Park {
                     ts_ns: ev.ts_ns,
                     parked: Parked {
@@ -599,7 +607,7 @@ impl<'t> Session<'t> {
                         wait_reason: reason,
                         since_ns: ev.ts_ns,
                         exact: true,
-                        frames: frames.iter().map(to_frame).collect(),
+                        frames: shared,
                         start_function: self.symbolizer.function(ev.startpc),
                         created_by: self.symbolizer.pc(ev.gopc, true).as_ref().map(to_frame),
                         parent_goid: (ev.peer_goid != 0).then_some(ev.peer_goid),
@@ -724,6 +732,22 @@ impl<'t> Session<'t> {
         c.read_errors = sum(counter::READ_ERRORS);
         c
     }
+}
+
+/// The model's copy of a stack, shared by every goroutine parked with it. Stacks
+/// without an id (-1) are not cached.
+fn shared_frames(
+    cache: &mut std::collections::HashMap<(i64, u64), tracer_analysis::input::Frames>,
+    key: (i64, u64),
+    frames: &[SourceFrame],
+) -> tracer_analysis::input::Frames {
+    if key.0 == -1 {
+        return frames.iter().map(to_frame).collect();
+    }
+    cache
+        .entry(key)
+        .or_insert_with(|| frames.iter().map(to_frame).collect())
+        .clone()
 }
 
 fn to_frame(f: &SourceFrame) -> Frame {
