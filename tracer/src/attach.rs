@@ -192,7 +192,7 @@ pub fn attach(
             "LOCK_SITES",
             "SITE_HITS",
         ] {
-            loader.set_max_entries(name, 1);
+            loader.map_max_entries(name, 1);
         }
     }
     let level: u8 = if bpf_log { 5 } else { 0 };
