@@ -116,8 +116,15 @@ impl TargetInfo {
 
     fn inspect(exe: &Path, pid: Option<u32>) -> Result<Self, InspectError> {
         let binary = Binary::open(exe)?;
-        let go_version = go_version(&binary).ok_or_else(|| InspectError::NotGo(exe.into()))?;
-        check_version(exe, &go_version)?;
+        let info = crate::buildinfo::read(&binary.object()?)
+            .map_err(|_| InspectError::NotGo(exe.into()))?;
+        let go_version = info.raw_version.clone();
+        if !info.version.at_least(1, 21) {
+            return Err(InspectError::GoTooOld {
+                path: exe.into(),
+                version: go_version,
+            });
+        }
         let pie = binary.is_pie();
         let mut missing = Vec::new();
 
@@ -259,70 +266,4 @@ fn load_bias(bin: &Binary, pid: u32) -> Option<u64> {
     let maps = process::exe_mappings(pid).ok()?;
     let m = maps.iter().find(|m| m.file_offset == file_off)?;
     Some(m.start.wrapping_sub(vaddr))
-}
-
-/// The Go version string, from `.go.buildinfo` ("\xff Go buildinf:" header; since
-/// Go 1.18 the version follows inline as a varint-prefixed string).
-pub fn go_version(bin: &Binary) -> Option<String> {
-    let data = bin.section_data(".go.buildinfo")?;
-    const MAGIC: &[u8] = b"\xff Go buildinf:";
-    if !data.starts_with(MAGIC) || data.len() < 32 {
-        return None;
-    }
-    let flags = data[15];
-    if flags & 0x2 != 0 {
-        let (len, n) = uvarint(&data[32..])?;
-        let s = data.get(32 + n..32 + n + len as usize)?;
-        return Some(String::from_utf8_lossy(s).into_owned());
-    }
-    // Pre-1.18 layout: pointers to Go strings. Only old Go versions use it, which the
-    // tracer refuses anyway; report them as such.
-    Some("go1.17-or-older".into())
-}
-
-fn uvarint(b: &[u8]) -> Option<(u64, usize)> {
-    let mut x = 0u64;
-    for (i, &byte) in b.iter().enumerate().take(10) {
-        x |= u64::from(byte & 0x7f) << (7 * i);
-        if byte < 0x80 {
-            return Some((x, i + 1));
-        }
-    }
-    None
-}
-
-/// Major and minor of "go1.26.6" (also "go1.21rc2", "devel go1.27-...").
-pub fn parse_go_version(v: &str) -> Option<(u32, u32)> {
-    let s = v.split("go1.").nth(1)?;
-    let minor: String = s.chars().take_while(|c| c.is_ascii_digit()).collect();
-    Some((1, minor.parse().ok()?))
-}
-
-fn check_version(exe: &Path, v: &str) -> Result<(), InspectError> {
-    match parse_go_version(v) {
-        Some((1, minor)) if minor >= 21 => Ok(()),
-        _ => Err(InspectError::GoTooOld {
-            path: exe.into(),
-            version: v.to_string(),
-        }),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn parses_versions() {
-        assert_eq!(parse_go_version("go1.26.6"), Some((1, 26)));
-        assert_eq!(parse_go_version("go1.21rc2"), Some((1, 21)));
-        assert_eq!(parse_go_version("go1.17-or-older"), Some((1, 17)));
-        assert_eq!(parse_go_version("weird"), None);
-    }
-
-    #[test]
-    fn varints() {
-        assert_eq!(uvarint(&[0x08]), Some((8, 1)));
-        assert_eq!(uvarint(&[0x96, 0x01]), Some((150, 2)));
-    }
 }
