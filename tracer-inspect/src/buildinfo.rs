@@ -370,8 +370,8 @@ fn parse_modinfo(modinfo: &[u8]) -> (Option<String>, Option<String>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::path::{Path, PathBuf};
-    use std::process::Command;
+    use crate::testgo::{go_cmd, go_paths, scratch_dir};
+    use std::path::PathBuf;
     use std::sync::OnceLock;
 
     #[test]
@@ -551,66 +551,6 @@ mod tests {
         bins: Vec<(PathBuf, &'static str)>,
     }
 
-    /// A fresh directory for this test process under the temp dir. The
-    /// fixtures live in statics that are never dropped, so directories left
-    /// by earlier runs (whose process is gone) are removed here.
-    fn scratch_dir(prefix: &str) -> PathBuf {
-        static SEQ: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-        let tmp = std::env::temp_dir();
-        if let Ok(entries) = std::fs::read_dir(&tmp) {
-            for e in entries.flatten() {
-                let name = e.file_name();
-                let Some(rest) = name.to_str().and_then(|n| n.strip_prefix(prefix)) else {
-                    continue;
-                };
-                let pid = rest.trim_start_matches('-').split('-').next().unwrap_or("");
-                if !pid.is_empty() && !Path::new("/proc").join(pid).exists() {
-                    let _ = std::fs::remove_dir_all(e.path());
-                }
-            }
-        }
-        let dir = tmp.join(format!(
-            "{prefix}-{}-{}",
-            std::process::id(),
-            SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-        ));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        dir
-    }
-
-    /// `TRACER_GO` (default: the project's pinned Go), and
-    /// `TRACER_GO_OLDEST` too when it is set.
-    fn go_paths() -> Vec<PathBuf> {
-        let mut v = vec![std::env::var_os("TRACER_GO")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| PathBuf::from("/work/main/build/go-1.26.6/bin/go"))];
-        if let Some(p) = std::env::var_os("TRACER_GO_OLDEST").map(PathBuf::from) {
-            if !v.contains(&p) {
-                v.push(p);
-            }
-        }
-        v
-    }
-
-    fn go_cmd(go: &Path, dir: &Path) -> Command {
-        let mut c = Command::new(go);
-        let cache_root = std::env::temp_dir().join("tracer-inspect-go");
-        c.current_dir(dir)
-            .env("GOTOOLCHAIN", "local")
-            .env("GOFLAGS", "-mod=mod")
-            .env("GOPROXY", "off")
-            .env("CGO_ENABLED", "0")
-            .env("GO111MODULE", "on");
-        if std::env::var_os("GOCACHE").is_none() {
-            c.env("GOCACHE", cache_root.join("cache"));
-        }
-        if std::env::var_os("GOPATH").is_none() {
-            c.env("GOPATH", cache_root.join("gopath"));
-        }
-        c
-    }
-
     const MODULE: &str = "example.com/buildinfotest";
 
     fn build(go: PathBuf) -> Option<Built> {
@@ -628,6 +568,7 @@ mod tests {
         std::fs::write(dir.join("main.go"), main).unwrap();
         std::fs::write(dir.join("cmd/tool/main.go"), main).unwrap();
         let out = go_cmd(&go, &dir)
+            .env("CGO_ENABLED", "0")
             .args(["env", "GOVERSION"])
             .output()
             .expect("run go env");
@@ -653,6 +594,7 @@ mod tests {
         ] {
             let bin = dir.join(format!("bin-{name}"));
             let out = go_cmd(&go, &dir)
+                .env("CGO_ENABLED", "0")
                 .arg("build")
                 .args(args)
                 .arg("-o")

@@ -14,6 +14,8 @@ pub mod pclntab;
 pub mod process;
 pub mod prologue;
 pub mod target;
+#[cfg(test)]
+mod testgo;
 pub mod waitreasons;
 
 pub use error::InspectError;

@@ -1569,7 +1569,7 @@ mod tests {
     //! `reg + adjust` with the mutex addresses the fixture prints.
     //!
     //! Toolchains: `TRACER_GO` (default: the repository's build/go-1.26.6)
-    //! and `TRACER_GO121` (default: /work/scratch/go121l/bin/go).  A missing
+    //! and `TRACER_GO_OLDEST` (default: the build tree's Go 1.21).  A missing
     //! toolchain or gdb skips that part with a message on stderr.
 
     use super::*;
@@ -1920,25 +1920,12 @@ func main() {
         (m, waits)
     }
 
-    fn toolchain(var: &str, defaults: &[&str]) -> Option<PathBuf> {
-        if let Ok(p) = std::env::var(var) {
-            return Some(PathBuf::from(p));
-        }
-        defaults.iter().map(PathBuf::from).find(|p| p.exists())
-    }
-
     fn go126() -> Option<PathBuf> {
-        toolchain(
-            "TRACER_GO",
-            &[
-                concat!(env!("CARGO_MANIFEST_DIR"), "/../build/go-1.26.6/bin/go"),
-                "/work/main/build/go-1.26.6/bin/go",
-            ],
-        )
+        Some(crate::testgo::default_go()).filter(|p| p.exists())
     }
 
     fn go121() -> Option<PathBuf> {
-        toolchain("TRACER_GO121", &["/work/scratch/go121l/bin/go"])
+        Some(crate::testgo::oldest_go()).filter(|p| p.exists())
     }
 
     struct Built {

@@ -791,10 +791,11 @@ pub(crate) fn text_from_moduledata(file: &object::File<'_>, tab: &Pclntab<'_>) -
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testgo::{go_cmd, go_paths, scratch_dir};
     use std::collections::{HashMap, HashSet};
     use std::io::Write;
     use std::path::{Path, PathBuf};
-    use std::process::{Command, Stdio};
+    use std::process::Stdio;
     use std::sync::OnceLock;
 
     // ---- synthetic tables ----
@@ -1086,34 +1087,6 @@ func main() { fmt.Println(C.add(1, 2)) }
             .unwrap_or_else(|| panic!("marker {marker:?}"))
     }
 
-    /// A fresh directory for this test process under the temp dir. The
-    /// fixtures live in statics that are never dropped, so directories left
-    /// by earlier runs (whose process is gone) are removed here.
-    fn scratch_dir(prefix: &str) -> PathBuf {
-        static SEQ: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-        let tmp = std::env::temp_dir();
-        if let Ok(entries) = std::fs::read_dir(&tmp) {
-            for e in entries.flatten() {
-                let name = e.file_name();
-                let Some(rest) = name.to_str().and_then(|n| n.strip_prefix(prefix)) else {
-                    continue;
-                };
-                let pid = rest.trim_start_matches('-').split('-').next().unwrap_or("");
-                if !pid.is_empty() && !Path::new("/proc").join(pid).exists() {
-                    let _ = std::fs::remove_dir_all(e.path());
-                }
-            }
-        }
-        let dir = tmp.join(format!(
-            "{prefix}-{}-{}",
-            std::process::id(),
-            SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-        ));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        dir
-    }
-
     struct Fixture {
         go: PathBuf,
         /// `go env GOVERSION`, for messages.
@@ -1122,37 +1095,6 @@ func main() { fmt.Println(C.add(1, 2)) }
         /// name -> path: plain, stripped, pie, pie-stripped, and, when cgo
         /// works here, cgo, cgo-stripped, cgo-pie, cgo-pie-stripped.
         bins: HashMap<&'static str, PathBuf>,
-    }
-
-    /// The toolchains to test with: `TRACER_GO` (default: the project's
-    /// pinned Go), and `TRACER_GO_OLDEST` too when it is set.
-    fn go_paths() -> Vec<PathBuf> {
-        let mut v = vec![std::env::var_os("TRACER_GO")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| PathBuf::from("/work/main/build/go-1.26.6/bin/go"))];
-        if let Some(p) = std::env::var_os("TRACER_GO_OLDEST").map(PathBuf::from) {
-            if !v.contains(&p) {
-                v.push(p);
-            }
-        }
-        v
-    }
-
-    fn go_cmd(go: &Path, dir: &Path) -> Command {
-        let mut c = Command::new(go);
-        let cache_root = std::env::temp_dir().join("tracer-inspect-go");
-        c.current_dir(dir)
-            .env("GOTOOLCHAIN", "local")
-            .env("GOFLAGS", "-mod=mod")
-            .env("GOPROXY", "off")
-            .env("GO111MODULE", "on");
-        if std::env::var_os("GOCACHE").is_none() {
-            c.env("GOCACHE", cache_root.join("cache"));
-        }
-        if std::env::var_os("GOPATH").is_none() {
-            c.env("GOPATH", cache_root.join("gopath"));
-        }
-        c
     }
 
     fn build_fixture(go: PathBuf) -> Option<Fixture> {
