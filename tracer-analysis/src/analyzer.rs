@@ -164,6 +164,7 @@ mod tests {
             ts_ns: 100 * SECOND,
             parked: vec![p],
             total_goroutines: 7,
+            alive: None,
         });
         assert!(a.tick(104 * SECOND).is_empty());
         let new = a.tick(106 * SECOND);

@@ -87,6 +87,10 @@ pub enum Input {
         ts_ns: u64,
         parked: Vec<Parked>,
         total_goroutines: u64,
+        /// Goids of every live goroutine, sorted, when the read listed them: the
+        /// model forgets the others (they exited), so no probe on goroutine exit
+        /// is needed to keep its table from growing. `None`: not known.
+        alive: Option<Vec<u64>>,
     },
     Park {
         ts_ns: u64,

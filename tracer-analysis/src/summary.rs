@@ -17,6 +17,9 @@ pub struct SummaryInputs {
     pub probes_failed: Vec<String>,
     /// Symbols the target binary lacks, so some probes were never tried.
     pub symbols_missing: Vec<String>,
+    /// Probe hits per kernel program (`park`, `ready`, ...): each hit is a trap in
+    /// the target, so this is what the tracer cost it.
+    pub probe_hits: Vec<(String, u64)>,
 }
 
 /// Counts for the report footer and the JSON `summary` line.
@@ -27,6 +30,8 @@ pub struct Summary {
     pub probes_attached: u32,
     pub probes_failed: Vec<String>,
     pub symbols_missing: Vec<String>,
+    /// Hits per kernel program, by name.
+    pub probe_hits: std::collections::BTreeMap<String, u64>,
     /// Distinct goroutines the model tracked.
     pub goroutines_seen: u64,
     /// Goroutines parked at the end, system ones included.
@@ -52,6 +57,7 @@ impl Summary {
             probes_attached: inputs.probes_attached,
             probes_failed: inputs.probes_failed,
             symbols_missing: inputs.symbols_missing,
+            probe_hits: inputs.probe_hits.into_iter().collect(),
             goroutines_seen: model.goroutines_seen(),
             goroutines_parked: model.goroutines_parked(),
             goroutines_dropped: model.stats().goroutines_dropped,

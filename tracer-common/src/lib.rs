@@ -174,9 +174,6 @@ pub mod globals {
     pub const VERBOSE: &str = "VERBOSE";
     /// Non-zero: take a user stack at every park.
     pub const STACKS: &str = "WANT_STACKS";
-    /// Non-zero: leak-watch mode: parks only update the kernel's parked map; no
-    /// record, no stack.
-    pub const WATCH: &str = "WATCH";
     /// Bitmap of wait reasons that are idling, not blocking (no record, no stack).
     pub const IDLE_REASONS: &str = "IDLE_REASONS";
 }

@@ -87,8 +87,6 @@ static M_CURG: Global<u64> = Global::new(0);
 static VERBOSE: Global<u64> = Global::new(0);
 #[unsafe(no_mangle)]
 static WANT_STACKS: Global<u64> = Global::new(1);
-#[unsafe(no_mangle)]
-static WATCH: Global<u64> = Global::new(0);
 /// Bit n set: wait reason n is how healthy programs idle (IO wait, sleep): such
 /// parks are remembered in `PARKED` but cost no record and no stack.
 #[unsafe(no_mangle)]
@@ -181,9 +179,9 @@ pub fn go_park(ctx: ProbeContext) -> u32 {
     if goid == 0 {
         aya_log_ebpf::warn!(&ctx, "gopark: no goid readable from g {:x}", g);
     }
-    if WATCH.load() != 0 || idle(r.rcx & 0xff) {
-        // Leak-watch (and idle waits in every mode): the agent reads who is parked
-        // from memory; the kernel only keeps the exact park time.
+    if idle(r.rcx & 0xff) {
+        // Idle waits: the agent reads who is parked from memory; the kernel only
+        // keeps the exact park time.
         let state = ParkState {
             // SAFETY: plain helper call.
             since_ns: unsafe { bpf_ktime_get_ns() },

@@ -49,6 +49,7 @@ pub const FIELDS: &[(&str, &[&str])] = &[
             "sched.pc",
             "sched.sp",
             "sched.bp",
+            "trackingSeq",
         ],
     ),
     ("runtime.m", &["curg"]),

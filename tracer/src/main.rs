@@ -105,7 +105,8 @@ pub fn trace(
         anyhow::bail!("--mode snapshot reads a running process: use it with `tracer attach`");
     }
     let plan = plan::plan(target, opts.mode, opts.events, !opts.no_stacks);
-    let attached = if opts.mode == Mode::Snapshot {
+    // Snapshot and watch modes read the target's memory only: nothing to load.
+    let attached = if matches!(opts.mode, Mode::Snapshot | Mode::Watch) {
         None
     } else {
         Some(attach::attach(&plan, &target.exe, pid, opts.bpf_log)?)
@@ -136,6 +137,14 @@ pub fn trace(
             .collect();
         session.budget = Some(budget::Budget::new(opts.lock_budget, groups));
     }
+    if opts.mode == Mode::Watch {
+        eprintln!(
+            "tracer: attached to PID {pid} ({}, {}, mode Watch: no probes, goroutines \
+             read from memory every second); Ctrl-C to stop",
+            target.go_version,
+            target.exe.display(),
+        );
+    }
     if let Some(a) = &session.attached {
         eprintln!(
             "tracer: attached {} probes to PID {pid} ({}, {}, mode {:?}); Ctrl-C to stop",
@@ -146,7 +155,10 @@ pub fn trace(
         );
     }
     match release {
-        Some(release) => release()?,
+        Some(release) => {
+            session.fresh_start();
+            release()?
+        }
         None => {
             let started = std::time::Instant::now();
             match session.snapshot(pid) {
@@ -183,6 +195,7 @@ pub fn trace(
         probes_attached: attached_n,
         probes_failed: failed,
         symbols_missing: missing,
+        probe_hits: counters.hits.clone(),
     };
     let report = session.analyzer.report(now, inputs);
     let mut out = std::io::stdout().lock();

@@ -45,9 +45,7 @@ pub struct ProbePlan {
 /// When a probe is needed.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Need {
-    /// Every live mode, watch included.
-    Always,
-    /// parks and locks modes.
+    /// parks and locks modes (watch mode reads memory only).
     Parks,
     /// Only for the --events view.
     Events,
@@ -55,9 +53,11 @@ enum Need {
 
 /// (key in `TargetInfo::funcs`, program, when)
 const PROBES: &[(&str, &str, Need)] = &[
-    ("gopark", "go_park", Need::Always),
+    ("gopark", "go_park", Need::Parks),
     ("ready", "go_ready", Need::Parks),
-    ("goexit0", "go_exit", Need::Parks),
+    // Exits are seen by the periodic read (a goroutine missing from allgs); a
+    // probe would cost a trap per goroutine, one per request in a net/http server.
+    ("goexit0", "go_exit", Need::Events),
     ("semacquire1", "go_semacquire", Need::Parks),
     ("lockSlow", "go_lock_slow", Need::Events),
     ("execute", "go_execute", Need::Events),
@@ -71,7 +71,6 @@ pub fn plan(target: &TargetInfo, mode: Mode, events: bool, stacks: bool) -> Prob
     let mut missing = Vec::new();
     for (key, program, need) in PROBES {
         let wanted = match need {
-            Need::Always => mode != Mode::Snapshot,
             Need::Parks => matches!(mode, Mode::Parks | Mode::Locks),
             Need::Events => events && mode != Mode::Snapshot,
         };
@@ -101,7 +100,6 @@ pub fn plan(target: &TargetInfo, mode: Mode, events: bool, stacks: bool) -> Prob
         (globals::M_CURG, off("runtime.m.curg")),
         (globals::VERBOSE, u64::from(events)),
         (globals::STACKS, u64::from(stacks)),
-        (globals::WATCH, u64::from(mode == Mode::Watch)),
         (globals::IDLE_REASONS, idle_mask(target, events)),
     ];
     let locks = if mode == Mode::Locks {

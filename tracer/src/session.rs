@@ -43,6 +43,33 @@ pub fn is_idle_wait(reason: &str) -> bool {
     matches!(reason, "IO wait" | "sleep")
 }
 
+/// How often the target's goroutines are read in live modes, at most.
+pub const SNAPSHOT_INTERVAL_NS: u64 = 1_000_000_000;
+/// A read may take at most this share of the agent's time: with 100,000 parked
+/// goroutines a read takes about a second, and is then done every 20 s.
+const SNAPSHOT_DUTY: u32 = 20;
+
+/// A parked goroutine as the last read found it.
+#[derive(Clone)]
+struct PrevPark {
+    seq: Option<u8>,
+    pc: u64,
+    reason: u8,
+    parked: Parked,
+}
+
+impl PrevPark {
+    /// Still in the same park: it has not run since (the runtime bumps
+    /// `trackingSeq` whenever a goroutine stops running).
+    fn same_park(&self, g: &tracer_inspect::goroutines::RawGoroutine) -> bool {
+        self.seq.is_some()
+            && g.tracking_seq == self.seq
+            && g.sched_pc == self.pc
+            && g.wait_reason == self.reason
+            && g.is_waiting()
+    }
+}
+
 /// How long locks of one class were held.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct HoldTimes {
@@ -115,6 +142,10 @@ pub struct Session<'t> {
     /// One shared copy of each stack for the model (see `Parked::frames`).
     frames: std::collections::HashMap<(i64, u64), tracer_analysis::input::Frames>,
     pidfd: Option<std::io::Result<OwnedFd>>,
+    /// Parked goroutines of the last read, by goid.
+    prev_parks: std::collections::HashMap<u64, PrevPark>,
+    last_snapshot: Option<u64>,
+    snapshot_cost: Duration,
 }
 
 pub fn monotonic_ns() -> u64 {
@@ -165,6 +196,9 @@ impl<'t> Session<'t> {
             last_budget: 0,
             frames: Default::default(),
             pidfd: Some(pidfd_open(pid)),
+            prev_parks: Default::default(),
+            last_snapshot: None,
+            snapshot_cost: Duration::ZERO,
         })
     }
 
@@ -384,7 +418,9 @@ impl<'t> Session<'t> {
     }
 
     /// Feeds the goroutines parked right now, read from the target's memory: those
-    /// parked long before the tracer came are found too.
+    /// parked long before the tracer came are found too. Read again every second in
+    /// every live mode: a read tells which goroutines are still in the same park
+    /// (`g.trackingSeq` unchanged), which resumed and which exited, with no probe.
     pub fn snapshot(&mut self, pid: u32) -> Option<usize> {
         // Events already in the ring buffer are older than the snapshot: apply them
         // first, or the model would drop them as stale (a wake lost that way leaves
@@ -392,20 +428,36 @@ impl<'t> Session<'t> {
         // events during the read count as newer.
         self.drain();
         let now = monotonic_ns();
+        let started = std::time::Instant::now();
         let mem = tracer_inspect::memory::Memory::new(pid);
-        let snap = tracer_inspect::goroutines::snapshot(self.target, &mem)?;
+        let prev = std::mem::take(&mut self.prev_parks);
+        let snap = tracer_inspect::goroutines::snapshot_with(self.target, &mem, |g| {
+            prev.get(&g.goid).is_some_and(|p| p.same_park(g))
+        })?;
         let parked_map = self
             .attached
             .as_ref()
             .and_then(|a| a.ebpf.map("PARKED"))
             .and_then(|m| aya::maps::HashMap::<_, u64, tracer_common::ParkState>::try_from(m).ok());
+        let first = self.last_snapshot.is_none();
         let mut parked = Vec::new();
         let live = snap.live;
+        let mut alive = Vec::with_capacity(snap.goroutines.len());
         // Consumed as it goes: with 100,000 goroutines the raw copies and the model's
         // would otherwise be in memory together.
-        for g in snap.goroutines.into_iter().filter(|g| g.is_waiting()) {
+        for g in snap.goroutines.into_iter() {
+            alive.push(g.goid);
+            if !g.is_waiting() {
+                continue;
+            }
             let reason = self.target.wait_reason(u64::from(g.wait_reason));
             if is_idle_wait(&reason) {
+                continue;
+            }
+            if let Some(p) = prev.get(&g.goid).filter(|p| p.same_park(&g)) {
+                // The same park as at the last read: nothing to walk or symbolize.
+                parked.push(p.parked.clone());
+                self.prev_parks.insert(g.goid, p.clone());
                 continue;
             }
             let frames = self.symbolizer.pcs(&g.pcs);
@@ -420,9 +472,14 @@ impl<'t> Session<'t> {
                 }
             }
             let kernel = parked_map.as_ref().and_then(|m| m.get(&g.goid, 0).ok());
-            let (since, exact) = match kernel {
-                Some(k) if k.reason == u64::from(g.wait_reason) && k.since_ns <= now => {
+            let (since, exact) = match (kernel, self.last_snapshot) {
+                (Some(k), _) if k.reason == u64::from(g.wait_reason) && k.since_ns <= now => {
                     (k.since_ns, true)
+                }
+                // Not in this park at the last read: it parked in between. Exact to
+                // half the interval, which is all a leak report needs.
+                (_, Some(last)) if now - last <= 2 * SNAPSHOT_INTERVAL_NS => {
+                    (last + (now - last) / 2, true)
                 }
                 _ if g.wait_since > 0 && (g.wait_since as u64) <= now => {
                     (g.wait_since as u64, false)
@@ -440,7 +497,7 @@ impl<'t> Session<'t> {
                 created_by: self.symbolizer.pc(g.gopc, true).as_ref().map(to_frame),
                 parent_goid: (g.parent_goid != 0).then_some(g.parent_goid),
             };
-            if self.opts.events && !self.watching() {
+            if self.opts.events && first {
                 let live = LiveEvent {
                     kind: "event",
                     event: "parked",
@@ -458,14 +515,30 @@ impl<'t> Session<'t> {
                 };
                 self.print_live(&live);
             }
+            if g.tracking_seq.is_some() {
+                self.prev_parks.insert(
+                    g.goid,
+                    PrevPark {
+                        seq: g.tracking_seq,
+                        pc: g.sched_pc,
+                        reason: g.wait_reason,
+                        parked: p.clone(),
+                    },
+                );
+            }
             parked.push(p);
         }
+        drop(prev);
+        alive.sort_unstable();
         let n = parked.len();
         self.analyzer.apply(Input::Snapshot {
             ts_ns: now,
             parked,
             total_goroutines: live,
+            alive: Some(alive),
         });
+        self.last_snapshot = Some(now);
+        self.snapshot_cost = started.elapsed();
         Some(n)
     }
 
@@ -477,8 +550,10 @@ impl<'t> Session<'t> {
         };
     }
 
-    fn watching(&self) -> bool {
-        self.opts.mode == crate::cli::Mode::Watch
+    /// Run mode: the target starts after the tracer, so every park happens after
+    /// `t0`, as if a read had found nothing parked then.
+    pub fn fresh_start(&mut self) {
+        self.last_snapshot = Some(self.t0);
     }
 
     /// Runs the detectors and prints what newly fired (at most once a second); the
@@ -498,8 +573,13 @@ impl<'t> Session<'t> {
     pub fn tick_now(&mut self) {
         let now = monotonic_ns();
         self.last_tick = now;
-        if self.watching() {
-            // Leak-watch: who is parked comes from memory, since when from the kernel.
+        let due = self.last_snapshot.is_some_and(|last| {
+            // Not before the first read (attach) or `fresh_start` (run).
+            let every = (SNAPSHOT_INTERVAL_NS as u128)
+                .max(self.snapshot_cost.as_nanos() * u128::from(SNAPSHOT_DUTY));
+            u128::from(now.saturating_sub(last)) + 10_000_000 >= every
+        });
+        if due && self.opts.mode != crate::cli::Mode::Snapshot {
             let _ = self.snapshot(self.pid);
         }
         self.check_deadlocks();

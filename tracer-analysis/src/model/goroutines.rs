@@ -170,6 +170,21 @@ impl Goroutines {
         self.table.remove(&goid);
     }
 
+    /// Forgets goroutines known no later than `ts_ns` that are not in `alive`
+    /// (sorted): they exited before the read. Returns how many.
+    pub fn forget_exited(&mut self, ts_ns: u64, alive: &[u64]) -> u64 {
+        let gone: Vec<u64> = self
+            .table
+            .iter()
+            .filter(|(goid, e)| e.last_ts <= ts_ns && alive.binary_search(goid).is_err())
+            .map(|(goid, _)| *goid)
+            .collect();
+        for goid in &gone {
+            self.remove(*goid);
+        }
+        gone.len() as u64
+    }
+
     /// Goids parked with a state no newer than `ts_ns`; a snapshot taken at
     /// `ts_ns` that does not list them proves they have resumed since.
     pub fn parked_before(&self, ts_ns: u64) -> Vec<u64> {

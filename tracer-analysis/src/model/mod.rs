@@ -72,7 +72,8 @@ impl Model {
                 ts_ns,
                 parked,
                 total_goroutines,
-            } => self.snapshot(ts_ns, parked, total_goroutines),
+                alive,
+            } => self.snapshot(ts_ns, parked, total_goroutines, alive),
             Input::Park { ts_ns, parked } => {
                 self.stats.parks += 1;
                 self.park(ts_ns, parked);
@@ -97,9 +98,18 @@ impl Model {
 
     /// The snapshot is authoritative as of its timestamp: listed goroutines are
     /// parked, and those the model still believed parked from before it are not.
-    fn snapshot(&mut self, ts_ns: u64, parked: Vec<Parked>, total_goroutines: u64) {
+    fn snapshot(
+        &mut self,
+        ts_ns: u64,
+        parked: Vec<Parked>,
+        total_goroutines: u64,
+        alive: Option<Vec<u64>>,
+    ) {
         self.stats.snapshots += 1;
         self.live_goroutines = Some(total_goroutines);
+        if let Some(alive) = alive {
+            self.stats.exits += self.goroutines.forget_exited(ts_ns, &alive);
+        }
         let mut listed: Vec<u64> = parked.iter().map(|p| p.goid).collect();
         listed.sort_unstable();
         for goid in self.goroutines.parked_before(ts_ns) {
@@ -274,6 +284,7 @@ mod tests {
             ts_ns: 3 * SECOND,
             parked: vec![parked(5, SECOND, 42), estimated],
             total_goroutines: 10,
+            alive: None,
         });
         m.apply(ready(4 * SECOND, 5, None));
         m.apply(ready(4 * SECOND, 6, None));
@@ -340,11 +351,33 @@ mod tests {
             ts_ns: 5 * SECOND,
             parked: vec![parked(7, 2 * SECOND, 43)],
             total_goroutines: 3,
+            alive: None,
         });
         assert!(m.goroutine(5).is_none(), "not listed: resumed since");
         assert!(m.goroutine(6).is_some(), "parked after the snapshot");
         assert!(m.goroutine(7).is_some());
         assert_eq!(m.goroutines_parked(), 2);
+    }
+
+    #[test]
+    fn snapshot_forgets_goroutines_that_are_no_longer_alive() {
+        let mut m = model();
+        m.apply(park(parked(5, SECOND, 42)));
+        m.apply(ready(2 * SECOND, 5, Some(SECOND)));
+        m.apply(park(parked(6, SECOND, 42)));
+        m.apply(ready(2 * SECOND, 6, Some(SECOND)));
+        m.apply(park(parked(8, 9 * SECOND, 42)));
+        m.apply(Input::Snapshot {
+            ts_ns: 5 * SECOND,
+            parked: vec![],
+            total_goroutines: 1,
+            alive: Some(vec![6]),
+        });
+        assert!(!m.knows(5), "exited: not in allgs");
+        assert!(m.knows(6), "alive, running");
+        assert!(m.goroutine(8).is_some(), "parked after the read");
+        assert_eq!(m.stats().exits, 1);
+        assert_eq!(m.goroutines_seen(), 3);
     }
 
     #[test]

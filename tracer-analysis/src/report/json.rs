@@ -100,6 +100,7 @@ mod tests {
             probes_attached: 9,
             probes_failed: vec!["runtime.selectgo: missing".into()],
             symbols_missing: vec!["runtime.foo".into()],
+            probe_hits: Default::default(),
             goroutines_seen: 3,
             goroutines_parked: 2,
             goroutines_dropped: 0,
@@ -226,6 +227,7 @@ mod tests {
                 "goroutines_parked",
                 "goroutines_seen",
                 "kind",
+                "probe_hits",
                 "probes_attached",
                 "probes_failed",
                 "symbols_missing"

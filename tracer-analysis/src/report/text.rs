@@ -211,6 +211,14 @@ pub fn write_summary(s: &Summary, out: &mut dyn Write) -> Result<(), ReportError
         s.probes_failed.len(),
         s.symbols_missing.len(),
     )?;
+    if !s.probe_hits.is_empty() {
+        let hits: Vec<String> = s
+            .probe_hits
+            .iter()
+            .map(|(name, n)| format!("{name} {n}"))
+            .collect();
+        writeln!(out, "probe hits: {}", hits.join(", "))?;
+    }
     for p in &s.probes_failed {
         writeln!(out, "probe failed: {p}")?;
     }
@@ -291,6 +299,7 @@ mod tests {
             probes_attached: 9,
             probes_failed: vec!["runtime.selectgo: uprobe: no such symbol".into()],
             symbols_missing: vec![],
+            probe_hits: [("park".to_string(), 12)].into(),
             goroutines_seen: 57,
             goroutines_parked: 5,
             goroutines_dropped: 0,
@@ -362,6 +371,7 @@ blocking durations by site (parks that ended):
 pool.go:88 in main.(*pool).get: 12 parks, p50 1.2ms, p99 40ms, max 1.3s
 
 summary: 1234 events, 0 drops, 9 probes attached, 1 failed, 0 symbols missing
+probe hits: park 12
 probe failed: runtime.selectgo: uprobe: no such symbol
 goroutines: 57 seen, 5 parked, 0 dropped; traced for 6 minutes
 ";
