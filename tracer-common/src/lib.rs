@@ -40,9 +40,12 @@ pub mod kind {
     /// Any lock operation (the `--events` view in locks mode): `obj` = mutex,
     /// `arg` = site index.
     pub const LOCK_OP: u32 = 12;
+    /// The target is exiting (`runtime.exit`) and has been stopped (SIGSTOP) so
+    /// the agent can read its final state; the agent resumes it (SIGCONT).
+    pub const EXITING: u32 = 13;
 
     /// Number of kinds, for counter tables (kinds are `1..COUNT`).
-    pub const COUNT: u32 = 13;
+    pub const COUNT: u32 = 14;
 }
 
 /// One ring-buffer record. Which fields are meaningful depends on [`kind`].
@@ -83,7 +86,14 @@ pub struct ParkState {
     pub since_ns: u64,
     pub reason: u64,
     pub obj: u64,
+    /// `g.trackingSeq` once parked ([`SEQ_UNKNOWN`] when the offset is not known).
+    /// The runtime bumps it whenever the goroutine stops running, so an entry whose
+    /// seq differs from the goroutine's is a park that ended unseen (probes off).
+    pub seq: u64,
 }
+
+/// [`ParkState::seq`] when the target's `g.trackingSeq` cannot be read.
+pub const SEQ_UNKNOWN: u64 = u64::MAX;
 
 /// How many locks one goroutine can hold at once and still be tracked in the kernel.
 pub const MAX_HELD: usize = 8;
@@ -169,11 +179,14 @@ pub mod globals {
     pub const G_PARENT_GOID: &str = "G_PARENT_GOID";
     pub const G_M: &str = "G_M";
     pub const M_CURG: &str = "M_CURG";
+    pub const G_TRACKING_SEQ: &str = "G_TRACKING_SEQ";
     /// Non-zero: emit every channel operation, select and execute (the `--events`
     /// view). Zero: only what the model needs (parks, wakes, exits).
     pub const VERBOSE: &str = "VERBOSE";
     /// Non-zero: take a user stack at every park.
     pub const STACKS: &str = "WANT_STACKS";
+    /// Non-zero: stop the target at `runtime.exit` until the agent has read it.
+    pub const STOP_AT_EXIT: &str = "STOP_AT_EXIT";
     /// Bitmap of wait reasons that are idling, not blocking (no record, no stack).
     pub const IDLE_REASONS: &str = "IDLE_REASONS";
 }

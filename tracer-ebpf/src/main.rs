@@ -20,7 +20,7 @@ use aya_ebpf::{
 };
 use tracer_common::{
     counter, kind, lockop, EdgeKey, Event, HeldLocks, LockSiteInfo, ParkState, HOLD_HIST_BUCKETS,
-    HOLD_HIST_SITES, MAX_HELD,
+    HOLD_HIST_SITES, MAX_HELD, SEQ_UNKNOWN,
 };
 
 #[map]
@@ -84,9 +84,13 @@ static G_M: Global<u64> = Global::new(48);
 #[unsafe(no_mangle)]
 static M_CURG: Global<u64> = Global::new(0);
 #[unsafe(no_mangle)]
+static G_TRACKING_SEQ: Global<u64> = Global::new(0);
+#[unsafe(no_mangle)]
 static VERBOSE: Global<u64> = Global::new(0);
 #[unsafe(no_mangle)]
 static WANT_STACKS: Global<u64> = Global::new(1);
+#[unsafe(no_mangle)]
+static STOP_AT_EXIT: Global<u64> = Global::new(0);
 /// Bit n set: wait reason n is how healthy programs idle (IO wait, sleep): such
 /// parks are remembered in `PARKED` but cost no record and no stack.
 #[unsafe(no_mangle)]
@@ -121,6 +125,16 @@ fn read_u64(addr: u64) -> u64 {
             0
         }
     }
+}
+
+/// `g.trackingSeq` (a byte), or [`SEQ_UNKNOWN`].
+#[inline(always)]
+fn tracking_seq(g: u64) -> u64 {
+    let off = G_TRACKING_SEQ.load();
+    if off == 0 || g == 0 {
+        return SEQ_UNKNOWN;
+    }
+    read_u64(g + off) & 0xff
 }
 
 #[inline(always)]
@@ -187,6 +201,7 @@ pub fn go_park(ctx: ProbeContext) -> u32 {
             since_ns: unsafe { bpf_ktime_get_ns() },
             reason: r.rcx & 0xff,
             obj: r.rbx,
+            seq: parked_seq(g),
         };
         let _ = PARKED.insert(&goid, &state, 0);
         return 0;
@@ -196,9 +211,11 @@ pub fn go_park(ctx: ProbeContext) -> u32 {
     ev.obj = r.rbx;
     ev.arg = r.rcx & 0xff;
     // SAFETY: map lookups with keys on the stack.
+    // The entry stays: the agent's memory reads name the mutex of a goroutine
+    // parked while the park probes were off from it too (the next semacquire1 of
+    // the goroutine overwrites it).
     if let Some(sema) = unsafe { PENDING_SEMA.get(&goid) } {
         ev.obj2 = *sema;
-        let _ = PENDING_SEMA.remove(&goid);
     }
     let off = G_GOPC.load();
     if off != 0 {
@@ -219,10 +236,21 @@ pub fn go_park(ctx: ProbeContext) -> u32 {
         since_ns: ev.ts_ns,
         reason: ev.arg,
         obj: if ev.obj2 != 0 { ev.obj2 } else { ev.obj },
+        seq: parked_seq(g),
     };
     let _ = PARKED.insert(&goid, &state, 0);
     emit(&ev);
     0
+}
+
+/// The goroutine's `trackingSeq` once this park takes effect: gopark runs before
+/// the switch out of `_Grunning`, which bumps it once.
+#[inline(always)]
+fn parked_seq(g: u64) -> u64 {
+    match tracking_seq(g) {
+        SEQ_UNKNOWN => SEQ_UNKNOWN,
+        s => (s + 1) & 0xff,
+    }
 }
 
 /// A cheap key for a park's stack: the innermost return addresses, read through the
@@ -275,6 +303,13 @@ pub fn go_ready(ctx: ProbeContext) -> u32 {
     ev.peer_goid = current_goid(r);
     // SAFETY: map lookup with a key on the stack.
     if let Some(state) = unsafe { PARKED.get(&goid) } {
+        if state.seq != SEQ_UNKNOWN && state.seq != tracking_seq(r.rax) {
+            // That park ended while the park probes were off (budget): this wake
+            // ends a park that was never seen.
+            let _ = PARKED.remove(&goid);
+            emit(&ev);
+            return 0;
+        }
         if idle(state.reason) {
             let _ = PARKED.remove(&goid);
             return 0;
@@ -298,6 +333,25 @@ pub fn go_execute(ctx: ProbeContext) -> u32 {
     let r = regs(&ctx);
     let mut ev = event(kind::EXECUTE, r);
     ev.goid = goid_of(r.rax);
+    emit(&ev);
+    0
+}
+
+/// `runtime.exit(code)`: the process is about to end. Stopping it here (SIGSTOP,
+/// delivered as the probe returns) lets the agent read which goroutines are still
+/// parked while its memory exists; the agent sends SIGCONT right after.
+#[uprobe]
+pub fn go_exiting(ctx: ProbeContext) -> u32 {
+    count(kind::EXITING);
+    let r = regs(&ctx);
+    let mut ev = event(kind::EXITING, r);
+    ev.goid = current_goid(r);
+    if STOP_AT_EXIT.load() != 0 {
+        // SAFETY: plain helper call; signals the current process.
+        if unsafe { aya_ebpf::helpers::bpf_send_signal(19) } == 0 {
+            ev.arg = 1;
+        }
+    }
     emit(&ev);
     0
 }

@@ -14,6 +14,7 @@ pub const PROBED_FUNCS: &[(&str, &[&str])] = &[
     ("ready", &["runtime.ready"]),
     ("execute", &["runtime.execute"]),
     ("goexit0", &["runtime.goexit0"]),
+    ("exit", &["runtime.exit.abi0", "runtime.exit"]),
     ("chansend", &["runtime.chansend"]),
     ("chanrecv", &["runtime.chanrecv"]),
     ("selectgo", &["runtime.selectgo"]),

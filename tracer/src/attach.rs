@@ -35,7 +35,14 @@ pub struct Attached {
     target: std::path::PathBuf,
     scope: UProbeScope,
     lock_offsets: Vec<u64>,
+    /// (program, file offset) of the probes the budget turns off and on together.
+    park_points: Vec<(&'static str, u64)>,
+    parks_on: bool,
 }
+
+/// The park probes: the budget samples them as one unit (a wake without its park,
+/// or the other way round, would be meaningless).
+pub const PARK_PROGRAMS: &[&str] = &["go_park", "go_ready"];
 
 const LOCK_PROGRAM: &str = "go_lock";
 
@@ -112,6 +119,60 @@ impl Attached {
 
     pub fn active(&self) -> &[bool] {
         &self.active
+    }
+
+    /// Turns the park probes off or on. Links are dropped on a thread of their
+    /// own: each drop waits for an RCU grace period (about 250 ms), which would
+    /// stall the ring-buffer reader.
+    pub fn set_parks(&mut self, on: bool) -> Result<(), String> {
+        if on == self.parks_on || self.park_points.is_empty() {
+            return Ok(());
+        }
+        self.parks_on = on;
+        if !on {
+            let mut links = Vec::new();
+            let mut kept = Vec::new();
+            for (name, id) in self.runtime_links.drain(..) {
+                if !PARK_PROGRAMS.contains(&name) {
+                    kept.push((name, id));
+                    continue;
+                }
+                let prog: Option<&mut UProbe> =
+                    self.ebpf.program_mut(name).and_then(|p| p.try_into().ok());
+                if let Some(link) = prog.and_then(|p| p.take_link(id).ok()) {
+                    links.push(link);
+                }
+            }
+            self.runtime_links = kept;
+            // One thread per link, or the second waits for the first's grace period
+            // with its probe still in place.
+            for link in links {
+                std::thread::spawn(move || {
+                    let t = std::time::Instant::now();
+                    drop(link);
+                    log::debug!("park probe detached in {:?}", t.elapsed());
+                });
+            }
+            return Ok(());
+        }
+        let (target, scope) = (self.target.clone(), self.scope);
+        for &(name, offset) in &self.park_points {
+            let prog: &mut UProbe = self
+                .ebpf
+                .program_mut(name)
+                .ok_or("park program missing")?
+                .try_into()
+                .map_err(|e| format!("{e}"))?;
+            let link = prog
+                .attach(
+                    [UProbeAttachLocation::AbsoluteOffset(offset)],
+                    &target,
+                    scope,
+                )
+                .map_err(|e| e.to_string())?;
+            self.runtime_links.push((name, link));
+        }
+        Ok(())
     }
 }
 
@@ -210,6 +271,7 @@ pub fn attach(
     let mut attached = Vec::new();
     let mut failed = Vec::new();
     let mut runtime_links = Vec::new();
+    let mut park_points = Vec::new();
     for probe in &plan.probes {
         let result = (|| -> Result<UProbeLinkId, String> {
             let prog: &mut UProbe = ebpf
@@ -229,6 +291,9 @@ pub fn attach(
         })();
         match result {
             Ok(link) => {
+                if PARK_PROGRAMS.contains(&probe.program) {
+                    park_points.push((probe.program, probe.file_offset));
+                }
                 runtime_links.push((probe.program, link));
                 attached.push(probe.symbol.clone());
             }
@@ -278,5 +343,7 @@ pub fn attach(
         target: target.to_path_buf(),
         scope,
         lock_offsets: plan.locks.iter().map(|l| l.file_offset).collect(),
+        park_points,
+        parks_on: true,
     })
 }

@@ -57,17 +57,20 @@ pub enum Command {
 #[derive(Args, Debug, Clone)]
 pub struct TraceOpts {
     /// What to trace. snapshot: read every goroutine from memory once, no probes,
-    /// zero overhead (attach only). watch: one probe hit per park, no records; parked
-    /// goroutines are read from memory every second (the cheapest live mode). parks:
-    /// every park and wake, exact blocking-time histograms. locks: parks plus every
-    /// mutex operation (lock-order inversions, self-deadlocks, deadlock cycles).
+    /// zero overhead (attach only). watch: no probes; parked goroutines are read from
+    /// memory every second (leaks and long parks, at no cost to the target). parks:
+    /// parks and wakes probed, blocking-time histograms, within --budget. locks:
+    /// parks plus every mutex operation (lock-order inversions, self-deadlocks,
+    /// deadlock cycles), within --budget.
     #[arg(long, value_enum, default_value_t = Mode::Parks)]
     pub mode: Mode,
-    /// Locks mode: the slowdown, in percent of the target's CPU time, the lock probes
-    /// may cost. Above it the hottest lock sites are detached for a while and rotated
-    /// back in. 0 turns the budget off.
-    #[arg(long, default_value_t = 5.0)]
-    pub lock_budget: f64,
+    /// The slowdown, in percent of the target's CPU time, the probes may cost (parks
+    /// and locks modes). Above it the park probes and the hottest lock sites are
+    /// detached for a while and put back later, so they are sampled; leak and
+    /// long-park detection do not depend on them (memory is read every second).
+    /// 0 turns the budget off: every park and lock operation is seen.
+    #[arg(long, alias = "lock-budget", default_value_t = 5.0)]
+    pub budget: f64,
     /// Print one line per event as it happens (parks with wait reason, wakes, exits,
     /// channel operations with the channel address).
     #[arg(long)]
@@ -107,9 +110,9 @@ pub enum Format {
 pub enum Mode {
     /// No probes: one read of every goroutine from the target's memory.
     Snapshot,
-    /// One probe per park (kernel map only); parked goroutines read from memory.
+    /// No probes: parked goroutines read from memory every second.
     Watch,
-    /// Park, wake and exit probes: exact durations and histograms.
+    /// Park and wake probes (within the budget): histograms, exact park times.
     Parks,
     /// Parks plus every Lock/Unlock site, inlined ones included.
     Locks,

@@ -204,6 +204,7 @@ pub fn event_name(k: u32) -> &'static str {
         kind::SELECT => "select",
         kind::LOCK_SLOW => "lock_slow",
         kind::SEMACQUIRE => "semacquire",
+        kind::EXITING => "exiting",
         _ => "unknown",
     }
 }

@@ -125,17 +125,38 @@ pub fn trace(
         let _guard = rt.enter();
         session.install_signals()?;
     }
-    if opts.mode == Mode::Locks {
+    // The --events view asks for every event: no sampling there.
+    if matches!(opts.mode, Mode::Parks | Mode::Locks) && !opts.events {
         let mut ids: std::collections::HashMap<&str, usize> = Default::default();
-        let groups = plan
+        let sites: Vec<budget::Site> = plan
             .locks
             .iter()
             .map(|l| {
                 let n = ids.len();
-                *ids.entry(budget::group_key(&l.caller)).or_insert(n)
+                budget::Site {
+                    group: *ids.entry(budget::group_key(&l.caller)).or_insert(n),
+                    cost_ns: budget::LOCK_HIT_NS,
+                    min_off: budget::LOCK_MIN_OFF,
+                    min_on: std::time::Duration::ZERO,
+                    shed_first: false,
+                }
             })
             .collect();
-        session.budget = Some(budget::Budget::new(opts.lock_budget, groups));
+        if !sites.is_empty() {
+            session.budget = Some(budget::Budget::new(opts.budget, sites));
+        }
+        // The park probes have a budget of their own: lock-order findings depend on
+        // which lock sites stay on, and the park probes must not crowd them out.
+        session.park_budget = Some(budget::Budget::new(
+            opts.budget,
+            vec![budget::Site {
+                group: 0,
+                cost_ns: budget::PARK_HIT_NS,
+                min_off: budget::PARK_MIN_OFF,
+                min_on: budget::PARK_MIN_ON,
+                shed_first: true,
+            }],
+        ));
     }
     if opts.mode == Mode::Watch {
         eprintln!(
@@ -200,8 +221,15 @@ pub fn trace(
     let report = session.analyzer.report(now, inputs);
     let mut out = std::io::stdout().lock();
     // Before the report: in JSON its summary line is always the last.
-    if let Some(b) = &session.budget {
-        write_budget(&b.report(), &plan, opts.format, &mut out)?;
+    if let Some(parks) = &session.park_budget {
+        let locks = session.budget.as_ref().map(|b| b.report());
+        write_budget(
+            &parks.report(),
+            locks.as_ref(),
+            &plan,
+            opts.format,
+            &mut out,
+        )?;
     }
     let holds = session.hold_times();
     for h in &holds {
@@ -248,26 +276,46 @@ pub fn trace(
     ))
 }
 
-/// The lock budget's account: which sites were turned off, for what share of time.
+/// The budget's account: what was sampled, for what share of the time.
 fn write_budget(
-    r: &budget::BudgetReport,
+    parks: &budget::BudgetReport,
+    locks: Option<&budget::BudgetReport>,
     plan: &plan::ProbePlan,
     format: Format,
     out: &mut dyn std::io::Write,
 ) -> Result<()> {
+    let parks_on = parks.sampled.first().map_or(1.0, |(_, f)| *f);
+    let sampled: Vec<(usize, f64)> = locks.map(|l| l.sampled.clone()).unwrap_or_default();
+    let peak = parks.peak_estimate_percent + locks.map_or(0.0, |l| l.peak_estimate_percent);
     if format == Format::Json {
-        writeln!(out, "{}", serde_json::to_string(r)?)?;
+        let line = serde_json::json!({
+            "kind": parks.kind,
+            "budget_percent": parks.budget_percent,
+            "peak_estimate_percent": peak,
+            "park_probes_on": parks_on,
+            "lock_sites": plan.locks.len(),
+            "sampled": sampled,
+        });
+        writeln!(out, "{line}")?;
         return Ok(());
     }
-    writeln!(
+    write!(
         out,
-        "lock budget {}%: peak estimated lock-probe cost {:.1}%; {} of {} lock sites sampled",
-        r.budget_percent,
-        r.peak_estimate_percent,
-        r.sampled.len(),
-        r.sites,
+        "probe budget {}%: peak estimated probe cost {:.1}%; park probes on {:.0}% of the time",
+        parks.budget_percent,
+        peak,
+        parks_on * 100.0,
     )?;
-    for (i, frac) in &r.sampled {
+    if !plan.locks.is_empty() {
+        write!(
+            out,
+            "; {} of {} lock sites sampled",
+            sampled.len(),
+            plan.locks.len()
+        )?;
+    }
+    writeln!(out)?;
+    for (i, frac) in &sampled {
         if let Some(l) = plan.locks.get(*i) {
             writeln!(
                 out,

@@ -59,6 +59,9 @@ const PROBES: &[(&str, &str, Need)] = &[
     // probe would cost a trap per goroutine, one per request in a net/http server.
     ("goexit0", "go_exit", Need::Events),
     ("semacquire1", "go_semacquire", Need::Parks),
+    // The park probes are sampled (budget): the target's last state is read from
+    // its memory while it is held at exit instead.
+    ("exit", "go_exiting", Need::Parks),
     ("lockSlow", "go_lock_slow", Need::Events),
     ("execute", "go_execute", Need::Events),
     ("chansend", "go_chansend", Need::Events),
@@ -98,8 +101,10 @@ pub fn plan(target: &TargetInfo, mode: Mode, events: bool, stacks: bool) -> Prob
         (globals::G_PARENT_GOID, off("runtime.g.parentGoid")),
         (globals::G_M, off("runtime.g.m")),
         (globals::M_CURG, off("runtime.m.curg")),
+        (globals::G_TRACKING_SEQ, off("runtime.g.trackingSeq")),
         (globals::VERBOSE, u64::from(events)),
         (globals::STACKS, u64::from(stacks)),
+        (globals::STOP_AT_EXIT, 1),
         (globals::IDLE_REASONS, idle_mask(target, events)),
     ];
     let locks = if mode == Mode::Locks {

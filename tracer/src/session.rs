@@ -137,7 +137,10 @@ pub struct Session<'t> {
     pid: u32,
     pub locks: LockGraph,
     pub lock_findings: Vec<LockFinding>,
+    /// Lock sites (locks mode).
     pub budget: Option<crate::budget::Budget>,
+    /// The park probes (parks and locks modes).
+    pub park_budget: Option<crate::budget::Budget>,
     last_budget: u64,
     /// One shared copy of each stack for the model (see `Parked::frames`).
     frames: std::collections::HashMap<(i64, u64), tracer_analysis::input::Frames>,
@@ -146,6 +149,19 @@ pub struct Session<'t> {
     prev_parks: std::collections::HashMap<u64, PrevPark>,
     last_snapshot: Option<u64>,
     snapshot_cost: Duration,
+    /// Time spent reading and applying records, for the budget.
+    drain_ns: u64,
+    /// The kernel stopped the target at `runtime.exit`; it waits for SIGCONT.
+    target_stopped: bool,
+    /// Being read at exit: resumed by `resume_target`, whatever happens.
+    stopped_pending: bool,
+}
+
+/// Whatever ends the session, a target held at exit is let go.
+impl Drop for Session<'_> {
+    fn drop(&mut self) {
+        self.resume_target();
+    }
 }
 
 pub fn monotonic_ns() -> u64 {
@@ -193,12 +209,16 @@ impl<'t> Session<'t> {
             locks: LockGraph::new(),
             lock_findings: Vec::new(),
             budget: None,
+            park_budget: None,
             last_budget: 0,
             frames: Default::default(),
             pidfd: Some(pidfd_open(pid)),
             prev_parks: Default::default(),
             last_snapshot: None,
             snapshot_cost: Duration::ZERO,
+            drain_ns: 0,
+            target_stopped: false,
+            stopped_pending: false,
         })
     }
 
@@ -322,26 +342,52 @@ impl<'t> Session<'t> {
         links
     }
 
-    /// Measures lock-site hits against the target's CPU time and detaches or
-    /// re-attaches sites as the budget says.
+    /// Measures probe hits against the target's CPU time and turns probes off or
+    /// on as the budgets say: lock sites in one, the park probes in another.
     fn apply_budget(&mut self) {
-        let (Some(budget), Some(attached)) = (self.budget.as_mut(), self.attached.as_mut()) else {
+        let Some(attached) = self.attached.as_mut() else {
             return;
-        };
-        let n = attached.lock_sites();
-        let hits: Vec<u64> = match attached.ebpf.map("SITE_HITS") {
-            Some(map) => match PerCpuArray::<_, u64>::try_from(map) {
-                Ok(arr) => (0..n as u32)
-                    .map(|i| arr.get(&i, 0).map(|v| v.iter().sum()).unwrap_or(0))
-                    .collect(),
-                Err(_) => return,
-            },
-            None => return,
         };
         let Some(cpu) = crate::budget::process_cpu_ns(self.pid) else {
             return;
         };
-        let actions = budget.tick(&hits, cpu, std::time::Instant::now());
+        let now = std::time::Instant::now();
+        if let Some(budget) = self.park_budget.as_mut() {
+            if let Some(arr) = attached
+                .ebpf
+                .map("COUNTERS")
+                .and_then(|m| PerCpuArray::<_, u64>::try_from(m).ok())
+            {
+                let sum = |i: u32| -> u64 { arr.get(&i, 0).map(|v| v.iter().sum()).unwrap_or(0) };
+                let hits = [sum(kind::PARK) + sum(kind::READY)];
+                let actions = budget.tick(&hits, cpu, self.drain_ns, now);
+                let result = if !actions.detach.is_empty() {
+                    attached.set_parks(false)
+                } else if !actions.reattach.is_empty() {
+                    attached.set_parks(true)
+                } else {
+                    Ok(())
+                };
+                if let Err(e) = result {
+                    log::warn!("budget: switching the park probes failed: {e}");
+                }
+            }
+        }
+        let Some(budget) = self.budget.as_mut() else {
+            return;
+        };
+        let n = attached.lock_sites();
+        let hits: Vec<u64> = match attached
+            .ebpf
+            .map("SITE_HITS")
+            .and_then(|m| PerCpuArray::<_, u64>::try_from(m).ok())
+        {
+            Some(arr) => (0..n as u32)
+                .map(|i| arr.get(&i, 0).map(|v| v.iter().sum()).unwrap_or(0))
+                .collect(),
+            None => return,
+        };
+        let actions = budget.tick(&hits, cpu, 0, now);
         let mut active = attached.active().to_vec();
         for &i in &actions.detach {
             active[i] = false;
@@ -350,7 +396,7 @@ impl<'t> Session<'t> {
             active[i] = true;
         }
         if let Err(e) = attached.set_active(active) {
-            log::warn!("lock budget: re-attaching lock sites failed: {e}");
+            log::warn!("budget: re-attaching lock sites failed: {e}");
         }
     }
 
@@ -439,6 +485,11 @@ impl<'t> Session<'t> {
             .as_ref()
             .and_then(|a| a.ebpf.map("PARKED"))
             .and_then(|m| aya::maps::HashMap::<_, u64, tracer_common::ParkState>::try_from(m).ok());
+        let pending_sema = self
+            .attached
+            .as_ref()
+            .and_then(|a| a.ebpf.map("PENDING_SEMA"))
+            .and_then(|m| aya::maps::HashMap::<_, u64, u64>::try_from(m).ok());
         let first = self.last_snapshot.is_none();
         let mut parked = Vec::new();
         let live = snap.live;
@@ -462,7 +513,13 @@ impl<'t> Session<'t> {
             }
             let frames = self.symbolizer.pcs(&g.pcs);
             let shared = shared_frames(&mut self.frames, (-2, events::pcs_key(&g.pcs)), &frames);
-            let mut object = events::object_of(self.target, &reason, 0, 0);
+            // The semaphore a sync wait sleeps on, announced by semacquire1 (probed
+            // in every budget state, as it is hit only when a goroutine will sleep).
+            let sema = pending_sema
+                .as_ref()
+                .and_then(|m| m.get(&g.goid, 0).ok())
+                .unwrap_or(0);
+            let mut object = events::object_of(self.target, &reason, 0, sema);
             if let tracer_analysis::Object::None = object {
                 if g.waiting_chan != 0 && reason.starts_with("chan") {
                     object = tracer_analysis::Object::Channel {
@@ -473,14 +530,18 @@ impl<'t> Session<'t> {
             }
             let kernel = parked_map.as_ref().and_then(|m| m.get(&g.goid, 0).ok());
             let (since, exact) = match (kernel, self.last_snapshot) {
-                (Some(k), _) if k.reason == u64::from(g.wait_reason) && k.since_ns <= now => {
+                (Some(k), _)
+                    if k.reason == u64::from(g.wait_reason)
+                        && k.since_ns <= now
+                        && (k.seq == tracer_common::SEQ_UNKNOWN
+                            || g.tracking_seq.map(u64::from) == Some(k.seq)) =>
+                {
                     (k.since_ns, true)
                 }
-                // Not in this park at the last read: it parked in between. Exact to
-                // half the interval, which is all a leak report needs.
-                (_, Some(last)) if now - last <= 2 * SNAPSHOT_INTERVAL_NS => {
-                    (last + (now - last) / 2, true)
-                }
+                // Not in this park at the last read: it parked in between, maybe
+                // just now. Counted from now, so an age is never overstated (and
+                // understated by at most the interval).
+                (_, Some(last)) if now - last <= 2 * SNAPSHOT_INTERVAL_NS => (now, true),
                 _ if g.wait_since > 0 && (g.wait_since as u64) <= now => {
                     (g.wait_since as u64, false)
                 }
@@ -557,7 +618,7 @@ impl<'t> Session<'t> {
     }
 
     /// Runs the detectors and prints what newly fired (at most once a second); the
-    /// lock budget is checked ten times as often, so a hot site is detached fast.
+    /// budget is checked every 100 ms, so hot probes are detached fast.
     pub fn tick(&mut self) {
         let now = monotonic_ns();
         if now.saturating_sub(self.last_budget) >= 100_000_000 {
@@ -640,6 +701,27 @@ impl<'t> Session<'t> {
     }
 
     pub fn drain(&mut self) {
+        let started = std::time::Instant::now();
+        self.drain_inner();
+        self.drain_ns += started.elapsed().as_nanos() as u64;
+        if std::mem::take(&mut self.target_stopped) {
+            // Held at exit: its final state, read while its memory is still there,
+            // then let it go (also if the read fails).
+            self.stopped_pending = true;
+            let _ = self.snapshot(self.pid);
+            self.resume_target();
+        }
+    }
+
+    /// Resumes a target the kernel stopped at exit.
+    fn resume_target(&mut self) {
+        if std::mem::take(&mut self.stopped_pending) | std::mem::take(&mut self.target_stopped) {
+            // SAFETY: plain syscall.
+            unsafe { libc::kill(self.pid as i32, libc::SIGCONT) };
+        }
+    }
+
+    fn drain_inner(&mut self) {
         let mut batch = Vec::new();
         if let Some(ring) = self.ring.as_mut() {
             while let Some(item) = ring.next() {
@@ -700,6 +782,11 @@ impl<'t> Session<'t> {
                 waker_goid: (ev.peer_goid != 0).then_some(ev.peer_goid),
                 parked_ns: (ev.arg != 0).then_some(ev.arg),
             },
+            kind::EXITING => {
+                // The kernel stopped the target at runtime.exit (arg 1).
+                self.target_stopped |= ev.arg == 1;
+                return;
+            }
             kind::EXIT => Input::Exit {
                 ts_ns: ev.ts_ns,
                 goid: ev.goid,
