@@ -52,7 +52,7 @@ const WORKLOADS: &[(&str, &str, u64)] = &[
 /// Throughput-loss targets on the HTTP service.
 const PARKS_MAX_LOSS: f64 = 0.05;
 const WATCH_MAX_LOSS: f64 = 0.01;
-/// The tracer's default `--lock-budget`, in percent.
+/// The tracer's default `--budget`, in percent.
 const DEFAULT_LOCK_BUDGET: f64 = 5.0;
 const MIN_DRAIN_RATE: f64 = 1_000_000.0;
 const MAX_ATTACH_SECS: f64 = 1.0;
@@ -139,10 +139,10 @@ const CONFIGS: &[Config] = &[
     },
     Config {
         id: "locks-budget0",
-        label: "tracer locks --lock-budget 0",
+        label: "tracer locks --budget 0",
         how: How::Run {
             mode: "locks",
-            extra: &["--lock-budget", "0"],
+            extra: &["--budget", "0"],
         },
     },
     Config {
@@ -1385,7 +1385,7 @@ fn usage_error(status: ExitStatus, out: &str, err: &str) -> Option<String> {
     let lower = err.to_lowercase();
     let refused = [
         "--mode",
-        "--lock-budget",
+        "--budget",
         "mode",
         "invalid value",
         "unexpected argument",
