@@ -59,7 +59,11 @@ fn attach_mode(go: Go, only: &str, delay: bool) {
     attach_in(go, only, delay, "parks");
 }
 
-fn attach_in(go: Go, only: &str, delay: bool, mode: &str) {
+fn attach_in(go: Go, only: &str, delay: bool, mode: &str) -> String {
+    attach_with(go, only, delay, mode, &[])
+}
+
+fn attach_with(go: Go, only: &str, delay: bool, mode: &str, extra: &[&str]) -> String {
     let bin = build_fixture("scenarios", go, &[]);
     let mut args = vec!["-only", only];
     if delay {
@@ -68,7 +72,7 @@ fn attach_in(go: Go, only: &str, delay: bool, mode: &str) {
     let mut fixture = start_fixture(&bin, &args);
     let pid = fixture.pid().to_string();
     // Attached before the goroutines block (probes) or after (snapshot).
-    let tracer_args = [
+    let mut tracer_args = vec![
         "attach",
         &pid,
         "--format",
@@ -80,6 +84,7 @@ fn attach_in(go: Go, only: &str, delay: bool, mode: &str) {
         "--mode",
         mode,
     ];
+    tracer_args.extend_from_slice(extra);
     let (records, (code, out, err)) = if delay {
         let handle = std::thread::spawn({
             let a: Vec<String> = tracer_args.iter().map(|s| s.to_string()).collect();
@@ -97,6 +102,23 @@ fn attach_in(go: Go, only: &str, delay: bool, mode: &str) {
     assert_eq!(code, 0, "{err}");
     check_expectations(&records, &out, "long_parked");
     assert_eq!(summary(&out)["drops"].as_u64(), Some(0));
+    out
+}
+
+fn budget_line(out: &str) -> serde_json::Value {
+    json_lines(out)
+        .into_iter()
+        .find(|v| v["kind"] == "budget")
+        .expect("budget line")
+}
+
+#[test]
+fn scenarios_found_with_the_park_probes_sampled() {
+    // A budget no probe fits in: the park probes are off after their first 300 ms,
+    // and every leak is still found, from the memory reads.
+    let out = attach_with(Go::Default, ALL, true, "parks", &["--budget", "0.001"]);
+    let on = budget_line(&out)["park_probes_on"].as_f64().unwrap();
+    assert!(on < 0.5, "park probes on {on} of the time: {out}");
 }
 
 const ALL: &str = "send,recv,wgfanout,rangeopen,circular,nilchan,timeout,panicrecover";
@@ -283,4 +305,33 @@ fn clean_program_has_no_findings() {
     );
     assert_eq!(code, 0, "{err}\n{out}");
     assert!(goroutine_findings(&out).is_empty(), "{out}");
+}
+
+#[test]
+fn workers_woken_at_shutdown_are_not_parked_at_exit_when_sampled() {
+    // The pool's workers sleep in `range jobs` until main closes it just before
+    // returning. With the park probes off, only the read taken while the target is
+    // held at runtime.exit can tell that they left.
+    let bin = build_fixture("clean", Go::Default, &[]);
+    let (code, out, err) = run_tracer(
+        &[
+            "run",
+            "--format",
+            "json",
+            "--budget",
+            "0.001",
+            "--fail-on",
+            "any",
+            "--",
+            bin.to_str().unwrap(),
+            "-exit-after",
+            "1500ms",
+        ],
+        Duration::from_secs(60),
+    );
+    assert_eq!(code, 0, "{err}\n{out}");
+    assert!(goroutine_findings(&out).is_empty(), "{out}");
+    let on = budget_line(&out)["park_probes_on"].as_f64().unwrap();
+    assert!(on < 0.5, "park probes on {on} of the time: {out}");
+    assert_eq!(summary(&out)["probe_hits"]["exiting"], 1, "{out}");
 }

@@ -165,6 +165,7 @@ mod tests {
             parked: vec![p],
             total_goroutines: 7,
             alive: None,
+            still_parked: vec![],
         });
         assert!(a.tick(104 * SECOND).is_empty());
         let new = a.tick(106 * SECOND);

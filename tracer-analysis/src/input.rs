@@ -91,6 +91,10 @@ pub enum Input {
         /// model forgets the others (they exited), so no probe on goroutine exit
         /// is needed to keep its table from growing. `None`: not known.
         alive: Option<Vec<u64>>,
+        /// Goids the read found in the same park as the read before (the runtime's
+        /// `trackingSeq` unchanged): whatever the model knows of that park stands.
+        /// Saves re-sending 100,000 unchanged parks every second.
+        still_parked: Vec<u64>,
     },
     Park {
         ts_ns: u64,

@@ -187,6 +187,8 @@ pub mod globals {
     pub const STACKS: &str = "WANT_STACKS";
     /// Non-zero: stop the target at `runtime.exit` until the agent has read it.
     pub const STOP_AT_EXIT: &str = "STOP_AT_EXIT";
+    /// Benchmarks only: each park record is written this many times (max 16).
+    pub const BENCH_COPIES: &str = "BENCH_COPIES";
     /// Bitmap of wait reasons that are idling, not blocking (no record, no stack).
     pub const IDLE_REASONS: &str = "IDLE_REASONS";
 }

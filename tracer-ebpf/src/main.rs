@@ -91,6 +91,9 @@ static VERBOSE: Global<u64> = Global::new(0);
 static WANT_STACKS: Global<u64> = Global::new(1);
 #[unsafe(no_mangle)]
 static STOP_AT_EXIT: Global<u64> = Global::new(0);
+#[unsafe(no_mangle)]
+static BENCH_COPIES: Global<u64> = Global::new(1);
+const MAX_BENCH_COPIES: u64 = 16;
 /// Bit n set: wait reason n is how healthy programs idle (IO wait, sleep): such
 /// parks are remembered in `PARKED` but cost no record and no stack.
 #[unsafe(no_mangle)]
@@ -240,6 +243,15 @@ pub fn go_park(ctx: ProbeContext) -> u32 {
     };
     let _ = PARKED.insert(&goid, &state, 0);
     emit(&ev);
+    // Benchmarks only: the same record again, so the agent's drain rate can be
+    // measured beyond the rate at which the target can trap.
+    let copies = BENCH_COPIES.load();
+    for i in 1..MAX_BENCH_COPIES {
+        if i >= copies {
+            break;
+        }
+        emit(&ev);
+    }
     0
 }
 

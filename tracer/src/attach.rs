@@ -242,6 +242,12 @@ pub fn attach(
     for (name, value) in &plan.globals {
         loader.override_global(name, value, true);
     }
+    if !plan.probes.iter().any(|p| p.program == "go_park") {
+        // Watch mode: only the exit probe; the park maps are not used.
+        for name in ["PARKED", "STACK_CACHE", "PENDING_SEMA", "STACKS"] {
+            loader.map_max_entries(name, 1);
+        }
+    }
     if plan.locks.is_empty() {
         // Lock maps are large (created and zeroed up front): shrink them when no
         // lock probe will use them. Attach is about 0.2 s faster.

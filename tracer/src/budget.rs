@@ -59,7 +59,7 @@ pub struct Budget {
     detached_until: Vec<Option<Instant>>,
     detached_time: Vec<Duration>,
     last_cpu_ns: Option<u64>,
-    last_agent_ns: u64,
+    last_fixed_ns: u64,
     last_tick: Instant,
     started: Instant,
     /// Highest estimated overhead seen, percent.
@@ -101,7 +101,7 @@ impl Budget {
             detached_until: vec![None; n],
             detached_time: vec![Duration::ZERO; n],
             last_cpu_ns: None,
-            last_agent_ns: 0,
+            last_fixed_ns: 0,
             last_tick: now,
             started: now,
             peak_estimate: 0.0,
@@ -109,11 +109,11 @@ impl Budget {
     }
 
     /// `hits`: cumulative hits per site; `cpu_ns`: the target's cumulative CPU time;
-    /// `agent_ns`: the agent's cumulative time spent on the probes' records. It
-    /// counts against the budget too: on a busy host it is CPU the target does
-    /// not get.
-    pub fn tick(&mut self, hits: &[u64], cpu_ns: u64, agent_ns: u64, now: Instant) -> Actions {
-        let agent = agent_ns.saturating_sub(std::mem::replace(&mut self.last_agent_ns, agent_ns));
+    /// `fixed_ns`: cumulative cost these sites cannot shed but must leave room for
+    /// (the agent's time on records: on a busy host it is CPU the target does not
+    /// get; and, for the park probes, the lock sites' estimated cost).
+    pub fn tick(&mut self, hits: &[u64], cpu_ns: u64, fixed_ns: u64, now: Instant) -> Actions {
+        let fixed = fixed_ns.saturating_sub(std::mem::replace(&mut self.last_fixed_ns, fixed_ns));
         let mut actions = Actions::default();
         let dt = now.saturating_duration_since(self.last_tick);
         self.last_tick = now;
@@ -149,8 +149,8 @@ impl Budget {
             .map(|(h, c)| *h as f64 * c)
             .collect();
         let mut total: f64 = cost.iter().sum();
-        // The agent's share is fixed for this tick; only the probes can give.
-        total += agent as f64;
+        // Fixed for this tick; only these sites can give.
+        total += fixed as f64;
         let estimate = 100.0 * total / cpu.max(1.0);
         self.peak_estimate = self.peak_estimate.max(estimate);
         let allowed = self.percent / 100.0 * cpu;

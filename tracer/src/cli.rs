@@ -57,8 +57,8 @@ pub enum Command {
 #[derive(Args, Debug, Clone)]
 pub struct TraceOpts {
     /// What to trace. snapshot: read every goroutine from memory once, no probes,
-    /// zero overhead (attach only). watch: no probes; parked goroutines are read from
-    /// memory every second (leaks and long parks, at no cost to the target). parks:
+    /// zero overhead (attach only). watch: no probe but one at exit; parked goroutines
+    /// are read from memory every second (leaks and long parks, at no cost to the target). parks:
     /// parks and wakes probed, blocking-time histograms, within --budget. locks:
     /// parks plus every mutex operation (lock-order inversions, self-deadlocks,
     /// deadlock cycles), within --budget.
@@ -98,6 +98,10 @@ pub struct TraceOpts {
     /// Do not take a user stack at each park (cheaper; reports lose their stacks).
     #[arg(long)]
     pub no_stacks: bool,
+    /// Benchmarks only: the kernel writes each park record this many times (1-16),
+    /// so the agent's drain rate can be measured beyond the target's trap rate.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=16))]
+    pub bench_copies: u64,
 }
 
 #[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
@@ -110,7 +114,7 @@ pub enum Format {
 pub enum Mode {
     /// No probes: one read of every goroutine from the target's memory.
     Snapshot,
-    /// No probes: parked goroutines read from memory every second.
+    /// No probe but one at exit: parked goroutines read from memory every second.
     Watch,
     /// Park and wake probes (within the budget): histograms, exact park times.
     Parks,

@@ -104,9 +104,13 @@ pub fn trace(
     if run_mode && opts.mode == Mode::Snapshot {
         anyhow::bail!("--mode snapshot reads a running process: use it with `tracer attach`");
     }
-    let plan = plan::plan(target, opts.mode, opts.events, !opts.no_stacks);
-    // Snapshot and watch modes read the target's memory only: nothing to load.
-    let attached = if matches!(opts.mode, Mode::Snapshot | Mode::Watch) {
+    let mut plan = plan::plan(target, opts.mode, opts.events, !opts.no_stacks);
+    if opts.bench_copies > 1 {
+        plan.globals
+            .push((tracer_common::globals::BENCH_COPIES, opts.bench_copies));
+    }
+    // Snapshot mode reads the target's memory only: nothing to load.
+    let attached = if opts.mode == Mode::Snapshot {
         None
     } else {
         Some(attach::attach(&plan, &target.exe, pid, opts.bpf_log)?)
@@ -157,14 +161,6 @@ pub fn trace(
                 shed_first: true,
             }],
         ));
-    }
-    if opts.mode == Mode::Watch {
-        eprintln!(
-            "tracer: attached to PID {pid} ({}, {}, mode Watch: no probes, goroutines \
-             read from memory every second); Ctrl-C to stop",
-            target.go_version,
-            target.exe.display(),
-        );
     }
     if let Some(a) = &session.attached {
         eprintln!(
@@ -286,7 +282,10 @@ fn write_budget(
 ) -> Result<()> {
     let parks_on = parks.sampled.first().map_or(1.0, |(_, f)| *f);
     let sampled: Vec<(usize, f64)> = locks.map(|l| l.sampled.clone()).unwrap_or_default();
-    let peak = parks.peak_estimate_percent + locks.map_or(0.0, |l| l.peak_estimate_percent);
+    // The park budget's estimate counts the lock sites and the agent too.
+    let peak = parks
+        .peak_estimate_percent
+        .max(locks.map_or(0.0, |l| l.peak_estimate_percent));
     if format == Format::Json {
         let line = serde_json::json!({
             "kind": parks.kind,

@@ -47,6 +47,8 @@ pub struct ProbePlan {
 enum Need {
     /// parks and locks modes (watch mode reads memory only).
     Parks,
+    /// Every live mode: watch too.
+    Live,
     /// Only for the --events view.
     Events,
 }
@@ -61,7 +63,7 @@ const PROBES: &[(&str, &str, Need)] = &[
     ("semacquire1", "go_semacquire", Need::Parks),
     // The park probes are sampled (budget): the target's last state is read from
     // its memory while it is held at exit instead.
-    ("exit", "go_exiting", Need::Parks),
+    ("exit", "go_exiting", Need::Live),
     ("lockSlow", "go_lock_slow", Need::Events),
     ("execute", "go_execute", Need::Events),
     ("chansend", "go_chansend", Need::Events),
@@ -75,6 +77,7 @@ pub fn plan(target: &TargetInfo, mode: Mode, events: bool, stacks: bool) -> Prob
     for (key, program, need) in PROBES {
         let wanted = match need {
             Need::Parks => matches!(mode, Mode::Parks | Mode::Locks),
+            Need::Live => mode != Mode::Snapshot,
             Need::Events => events && mode != Mode::Snapshot,
         };
         if !wanted {

@@ -49,13 +49,13 @@ pub const SNAPSHOT_INTERVAL_NS: u64 = 1_000_000_000;
 /// goroutines a read takes about a second, and is then done every 20 s.
 const SNAPSHOT_DUTY: u32 = 20;
 
-/// A parked goroutine as the last read found it.
-#[derive(Clone)]
+/// A parked goroutine as the last read found it: only what identifies the park
+/// (16 bytes; the model holds the rest).
+#[derive(Clone, Copy)]
 struct PrevPark {
     seq: Option<u8>,
     pc: u64,
     reason: u8,
-    parked: Parked,
 }
 
 impl PrevPark {
@@ -343,7 +343,8 @@ impl<'t> Session<'t> {
     }
 
     /// Measures probe hits against the target's CPU time and turns probes off or
-    /// on as the budgets say: lock sites in one, the park probes in another.
+    /// on as the budgets say. Lock sites come first (lock-order findings depend on
+    /// which stay on); the park probes get what the lock sites and the agent leave.
     fn apply_budget(&mut self) {
         let Some(attached) = self.attached.as_mut() else {
             return;
@@ -352,51 +353,56 @@ impl<'t> Session<'t> {
             return;
         };
         let now = std::time::Instant::now();
-        if let Some(budget) = self.park_budget.as_mut() {
-            if let Some(arr) = attached
-                .ebpf
-                .map("COUNTERS")
-                .and_then(|m| PerCpuArray::<_, u64>::try_from(m).ok())
-            {
-                let sum = |i: u32| -> u64 { arr.get(&i, 0).map(|v| v.iter().sum()).unwrap_or(0) };
-                let hits = [sum(kind::PARK) + sum(kind::READY)];
-                let actions = budget.tick(&hits, cpu, self.drain_ns, now);
-                let result = if !actions.detach.is_empty() {
-                    attached.set_parks(false)
-                } else if !actions.reattach.is_empty() {
-                    attached.set_parks(true)
-                } else {
-                    Ok(())
-                };
-                if let Err(e) = result {
-                    log::warn!("budget: switching the park probes failed: {e}");
-                }
-            }
-        }
-        let Some(budget) = self.budget.as_mut() else {
-            return;
-        };
         let n = attached.lock_sites();
-        let hits: Vec<u64> = match attached
+        let lock_hits: Vec<u64> = attached
             .ebpf
             .map("SITE_HITS")
             .and_then(|m| PerCpuArray::<_, u64>::try_from(m).ok())
-        {
-            Some(arr) => (0..n as u32)
-                .map(|i| arr.get(&i, 0).map(|v| v.iter().sum()).unwrap_or(0))
-                .collect(),
-            None => return,
+            .map(|arr| {
+                (0..n as u32)
+                    .map(|i| arr.get(&i, 0).map(|v| v.iter().sum()).unwrap_or(0))
+                    .collect()
+            })
+            .unwrap_or_default();
+        if let Some(budget) = self.budget.as_mut() {
+            if lock_hits.len() == n {
+                let actions = budget.tick(&lock_hits, cpu, 0, now);
+                let mut active = attached.active().to_vec();
+                for &i in &actions.detach {
+                    active[i] = false;
+                }
+                for &i in &actions.reattach {
+                    active[i] = true;
+                }
+                if let Err(e) = attached.set_active(active) {
+                    log::warn!("budget: re-attaching lock sites failed: {e}");
+                }
+            }
+        }
+        let Some(budget) = self.park_budget.as_mut() else {
+            return;
         };
-        let actions = budget.tick(&hits, cpu, 0, now);
-        let mut active = attached.active().to_vec();
-        for &i in &actions.detach {
-            active[i] = false;
-        }
-        for &i in &actions.reattach {
-            active[i] = true;
-        }
-        if let Err(e) = attached.set_active(active) {
-            log::warn!("budget: re-attaching lock sites failed: {e}");
+        let Some(arr) = attached
+            .ebpf
+            .map("COUNTERS")
+            .and_then(|m| PerCpuArray::<_, u64>::try_from(m).ok())
+        else {
+            return;
+        };
+        let sum = |i: u32| -> u64 { arr.get(&i, 0).map(|v| v.iter().sum()).unwrap_or(0) };
+        let hits = [sum(kind::PARK) + sum(kind::READY)];
+        let lock_cost = lock_hits.iter().sum::<u64>() as f64 * crate::budget::LOCK_HIT_NS;
+        let fixed = self.drain_ns + lock_cost as u64;
+        let actions = budget.tick(&hits, cpu, fixed, now);
+        let result = if !actions.detach.is_empty() {
+            attached.set_parks(false)
+        } else if !actions.reattach.is_empty() {
+            attached.set_parks(true)
+        } else {
+            Ok(())
+        };
+        if let Err(e) = result {
+            log::warn!("budget: switching the park probes failed: {e}");
         }
     }
 
@@ -494,6 +500,7 @@ impl<'t> Session<'t> {
         let mut parked = Vec::new();
         let live = snap.live;
         let mut alive = Vec::with_capacity(snap.goroutines.len());
+        let mut still_parked = Vec::new();
         // Consumed as it goes: with 100,000 goroutines the raw copies and the model's
         // would otherwise be in memory together.
         for g in snap.goroutines.into_iter() {
@@ -507,16 +514,18 @@ impl<'t> Session<'t> {
             }
             if let Some(p) = prev.get(&g.goid).filter(|p| p.same_park(&g)) {
                 // The same park as at the last read: nothing to walk or symbolize.
-                parked.push(p.parked.clone());
-                self.prev_parks.insert(g.goid, p.clone());
+                still_parked.push(g.goid);
+                self.prev_parks.insert(g.goid, *p);
                 continue;
             }
             let frames = self.symbolizer.pcs(&g.pcs);
             let shared = shared_frames(&mut self.frames, (-2, events::pcs_key(&g.pcs)), &frames);
             // The semaphore a sync wait sleeps on, announced by semacquire1 (probed
             // in every budget state, as it is hit only when a goroutine will sleep).
+            let sync_wait = reason.starts_with("sync.") || reason == "semacquire";
             let sema = pending_sema
                 .as_ref()
+                .filter(|_| sync_wait)
                 .and_then(|m| m.get(&g.goid, 0).ok())
                 .unwrap_or(0);
             let mut object = events::object_of(self.target, &reason, 0, sema);
@@ -583,7 +592,6 @@ impl<'t> Session<'t> {
                         seq: g.tracking_seq,
                         pc: g.sched_pc,
                         reason: g.wait_reason,
-                        parked: p.clone(),
                     },
                 );
             }
@@ -591,12 +599,13 @@ impl<'t> Session<'t> {
         }
         drop(prev);
         alive.sort_unstable();
-        let n = parked.len();
+        let n = parked.len() + still_parked.len();
         self.analyzer.apply(Input::Snapshot {
             ts_ns: now,
             parked,
             total_goroutines: live,
             alive: Some(alive),
+            still_parked,
         });
         self.last_snapshot = Some(now);
         self.snapshot_cost = started.elapsed();

@@ -170,6 +170,18 @@ impl Goroutines {
         self.table.remove(&goid);
     }
 
+    /// Confirms that a parked goroutine is still in the same park at `ts_ns`.
+    /// False when it is not known to be parked.
+    pub fn touch(&mut self, goid: u64, ts_ns: u64) -> bool {
+        match self.table.get_mut(&goid) {
+            Some(e) if matches!(e.state, State::Parked(_)) => {
+                e.last_ts = e.last_ts.max(ts_ns);
+                true
+            }
+            _ => false,
+        }
+    }
+
     /// Forgets goroutines known no later than `ts_ns` that are not in `alive`
     /// (sorted): they exited before the read. Returns how many.
     pub fn forget_exited(&mut self, ts_ns: u64, alive: &[u64]) -> u64 {

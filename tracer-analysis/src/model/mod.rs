@@ -73,7 +73,8 @@ impl Model {
                 parked,
                 total_goroutines,
                 alive,
-            } => self.snapshot(ts_ns, parked, total_goroutines, alive),
+                still_parked,
+            } => self.snapshot(ts_ns, parked, total_goroutines, alive, still_parked),
             Input::Park { ts_ns, parked } => {
                 self.stats.parks += 1;
                 self.park(ts_ns, parked);
@@ -104,6 +105,7 @@ impl Model {
         parked: Vec<Parked>,
         total_goroutines: u64,
         alive: Option<Vec<u64>>,
+        still_parked: Vec<u64>,
     ) {
         self.stats.snapshots += 1;
         self.live_goroutines = Some(total_goroutines);
@@ -111,6 +113,11 @@ impl Model {
             self.stats.exits += self.goroutines.forget_exited(ts_ns, &alive);
         }
         let mut listed: Vec<u64> = parked.iter().map(|p| p.goid).collect();
+        for goid in &still_parked {
+            if self.goroutines.touch(*goid, ts_ns) {
+                listed.push(*goid);
+            }
+        }
         listed.sort_unstable();
         for goid in self.goroutines.parked_before(ts_ns) {
             if listed.binary_search(&goid).is_err() {
@@ -285,6 +292,7 @@ mod tests {
             parked: vec![parked(5, SECOND, 42), estimated],
             total_goroutines: 10,
             alive: None,
+            still_parked: vec![],
         });
         m.apply(ready(4 * SECOND, 5, None));
         m.apply(ready(4 * SECOND, 6, None));
@@ -352,6 +360,7 @@ mod tests {
             parked: vec![parked(7, 2 * SECOND, 43)],
             total_goroutines: 3,
             alive: None,
+            still_parked: vec![],
         });
         assert!(m.goroutine(5).is_none(), "not listed: resumed since");
         assert!(m.goroutine(6).is_some(), "parked after the snapshot");
@@ -372,6 +381,7 @@ mod tests {
             parked: vec![],
             total_goroutines: 1,
             alive: Some(vec![6]),
+            still_parked: vec![],
         });
         assert!(!m.knows(5), "exited: not in allgs");
         assert!(m.knows(6), "alive, running");
