@@ -239,3 +239,39 @@ fn refuses_to_run_without_privileges() {
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(err.contains("needs root"), "{err}");
 }
+
+#[test]
+fn target_held_at_exit_is_released_even_when_the_ring_buffer_overflows() {
+    // Every park written 16 times by the kernel: the ring buffer overflows, and the
+    // exit notice must not be lost with the records (the target would stay stopped).
+    let bin = build_fixture("bench", Go::Default, &[]);
+    let (code, out, err) = run_tracer(
+        &[
+            "run",
+            "--format",
+            "json",
+            "--budget",
+            "0",
+            "--bench-copies",
+            "16",
+            "--",
+            bin.to_str().unwrap(),
+            "-workload",
+            "flood",
+            "-pairs",
+            "8",
+            "-n",
+            "100000",
+        ],
+        Duration::from_secs(60),
+    );
+    assert_eq!(code, 0, "{err}");
+    let summary = json_lines(&out)
+        .into_iter()
+        .rev()
+        .find(|v| v["kind"] == "summary")
+        .expect("summary");
+    assert!(summary["drops"].as_u64().unwrap() > 0, "no overflow: {summary}");
+    assert_eq!(summary["probe_hits"]["exiting"], 1, "{summary}");
+    assert!(err.contains("target exited"), "{err}");
+}

@@ -45,6 +45,11 @@ static STACK_CACHE: LruHashMap<[u64; 4], i64> = LruHashMap::with_max_entries(1 <
 #[map]
 static PENDING_SEMA: LruHashMap<u64, u64> = LruHashMap::with_max_entries(1 << 16, 0);
 
+/// Slot 0 is 1 once `go_exiting` has stopped the target. A map, not a record: a
+/// full ring buffer must not leave the target stopped with nobody told.
+#[map]
+static EXIT_HOLD: Array<u64> = Array::with_max_entries(1, 0);
+
 /// Lock sites, indexed by the attach cookie (the agent fills it before attaching).
 #[map]
 static LOCK_SITES: Array<LockSiteInfo> = Array::with_max_entries(1 << 16, 0);
@@ -362,6 +367,10 @@ pub fn go_exiting(ctx: ProbeContext) -> u32 {
         // SAFETY: plain helper call; signals the current process.
         if unsafe { aya_ebpf::helpers::bpf_send_signal(19) } == 0 {
             ev.arg = 1;
+            if let Some(slot) = EXIT_HOLD.get_ptr_mut(0) {
+                // SAFETY: the map's only slot.
+                unsafe { *slot = 1 };
+            }
         }
     }
     emit(&ev);

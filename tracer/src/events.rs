@@ -86,6 +86,9 @@ pub struct Symbolizer<'t> {
     target: &'t TargetInfo,
     bias: u64,
     cache: HashMap<(i64, u64), Vec<SourceFrame>>,
+    /// Single PCs (`created by`, start functions): a handful of distinct ones,
+    /// looked up for every park record.
+    pcs: std::cell::RefCell<HashMap<(u64, bool), Option<SourceFrame>>>,
 }
 
 impl<'t> Symbolizer<'t> {
@@ -94,6 +97,7 @@ impl<'t> Symbolizer<'t> {
             target,
             bias: target.load_bias(),
             cache: HashMap::new(),
+            pcs: Default::default(),
         }
     }
 
@@ -139,9 +143,17 @@ impl<'t> Symbolizer<'t> {
         if pc == 0 {
             return None;
         }
-        let pc = pc.wrapping_sub(self.bias);
-        let lookup = if is_return_address { pc - 1 } else { pc };
-        self.target.frames(lookup).pop()
+        if let Some(f) = self.pcs.borrow().get(&(pc, is_return_address)) {
+            return f.clone();
+        }
+        let rel = pc.wrapping_sub(self.bias);
+        let lookup = if is_return_address { rel - 1 } else { rel };
+        let frame = self.target.frames(lookup).pop();
+        let mut cache = self.pcs.borrow_mut();
+        if cache.len() < 100_000 {
+            cache.insert((pc, is_return_address), frame.clone());
+        }
+        frame
     }
 
     pub fn function(&self, pc: u64) -> Option<String> {

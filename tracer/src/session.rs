@@ -713,6 +713,7 @@ impl<'t> Session<'t> {
         let started = std::time::Instant::now();
         self.drain_inner();
         self.drain_ns += started.elapsed().as_nanos() as u64;
+        self.target_stopped |= self.take_exit_hold();
         if std::mem::take(&mut self.target_stopped) {
             // Held at exit: its final state, read while its memory is still there,
             // then let it go (also if the read fails).
@@ -720,6 +721,26 @@ impl<'t> Session<'t> {
             let _ = self.snapshot(self.pid);
             self.resume_target();
         }
+    }
+
+    /// Whether the kernel has stopped the target at `runtime.exit` since the last
+    /// call (the flag is cleared).
+    fn take_exit_hold(&mut self) -> bool {
+        let Some(map) = self
+            .attached
+            .as_mut()
+            .and_then(|a| a.ebpf.map_mut("EXIT_HOLD"))
+        else {
+            return false;
+        };
+        let Ok(mut arr) = aya::maps::Array::<_, u64>::try_from(map) else {
+            return false;
+        };
+        if arr.get(&0, 0).unwrap_or(0) == 0 {
+            return false;
+        }
+        let _ = arr.set(0, &0, 0);
+        true
     }
 
     /// Resumes a target the kernel stopped at exit.
@@ -768,8 +789,16 @@ impl<'t> Session<'t> {
                 if is_idle_wait(&reason) {
                     return;
                 }
-                let frames = self.park_frames(ev);
-                let shared = shared_frames(&mut self.frames, (ev.stack_id, ev.pc), &frames);
+                // The model's shared copy first: most parks happen at known places,
+                // and a fresh Vec<SourceFrame> per park was most of a record's cost.
+                let key = (ev.stack_id, ev.pc);
+                let shared = match self.frames.get(&key).filter(|_| ev.stack_id != -1) {
+                    Some(f) => f.clone(),
+                    None => {
+                        let frames = self.park_frames(ev);
+                        shared_frames(&mut self.frames, key, &frames)
+                    }
+                };
                 Input::Park {
                     ts_ns: ev.ts_ns,
                     parked: Parked {
@@ -791,11 +820,8 @@ impl<'t> Session<'t> {
                 waker_goid: (ev.peer_goid != 0).then_some(ev.peer_goid),
                 parked_ns: (ev.arg != 0).then_some(ev.arg),
             },
-            kind::EXITING => {
-                // The kernel stopped the target at runtime.exit (arg 1).
-                self.target_stopped |= ev.arg == 1;
-                return;
-            }
+            // Whether the kernel stopped the target is read from EXIT_HOLD.
+            kind::EXITING => return,
             kind::EXIT => Input::Exit {
                 ts_ns: ev.ts_ns,
                 goid: ev.goid,
