@@ -271,7 +271,10 @@ fn target_held_at_exit_is_released_even_when_the_ring_buffer_overflows() {
         .rev()
         .find(|v| v["kind"] == "summary")
         .expect("summary");
-    assert!(summary["drops"].as_u64().unwrap() > 0, "no overflow: {summary}");
+    assert!(
+        summary["drops"].as_u64().unwrap() > 0,
+        "no overflow: {summary}"
+    );
     assert_eq!(summary["probe_hits"]["exiting"], 1, "{summary}");
     assert!(err.contains("target exited"), "{err}");
 }

@@ -166,6 +166,8 @@ pub mod counter {
     pub const READ_ERRORS: u32 = 27;
     /// Locks not tracked because a goroutine already held [`super::MAX_HELD`].
     pub const HELD_OVERFLOW: u32 = 28;
+    /// Instance lock-order edges not sent: their site pair had sent enough.
+    pub const EDGES_CAPPED: u32 = 29;
     /// Size of the array.
     pub const COUNT: u32 = 32;
 }

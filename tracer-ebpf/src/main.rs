@@ -72,9 +72,18 @@ static HOLDER: LruHashMap<u64, u64> = LruHashMap::with_max_entries(1 << 18, 0);
 static HOLD_HIST: PerCpuArray<u64> =
     PerCpuArray::with_max_entries(HOLD_HIST_SITES * HOLD_HIST_BUCKETS, 0);
 
-/// Lock-order edges already reported: each is sent to userspace once.
+/// Lock-order edges already reported: each is sent to userspace once. LRU: a full
+/// plain hash map refused new keys, and every edge was then sent again each time.
 #[map]
-static EDGES: HashMap<EdgeKey, u32> = HashMap::with_max_entries(1 << 16, 0);
+static EDGES: LruHashMap<EdgeKey, u32> = LruHashMap::with_max_entries(1 << 16, 0);
+
+/// Instance edges reported per pair of acquisition sites (`held site << 32 | site`).
+/// Objects made per request (a mutex in each request's struct) would otherwise send
+/// a new edge, with a stack, for every request; past [`MAX_EDGES_PER_CLASS`] the
+/// class edge is known and further instances are counted, not sent.
+#[map]
+static CLASS_EDGES: LruHashMap<u64, u32> = LruHashMap::with_max_entries(1 << 14, 0);
+const MAX_EDGES_PER_CLASS: u32 = 64;
 
 #[unsafe(no_mangle)]
 static G_GOID: Global<u64> = Global::new(152);
@@ -574,6 +583,14 @@ fn acquire(ctx: &ProbeContext, r: &pt_regs, goid: u64, m: u64, site: u32, op: u3
         if unsafe { EDGES.get(&key) }.is_some() {
             continue;
         }
+        let class = (u64::from(held.sites[i]) << 32) | site as u64;
+        // SAFETY: lookup with a key on the stack.
+        let sent = unsafe { CLASS_EDGES.get(&class) }.copied().unwrap_or(0);
+        if sent >= MAX_EDGES_PER_CLASS {
+            count(counter::EDGES_CAPPED);
+            continue;
+        }
+        let _ = CLASS_EDGES.insert(&class, &(sent + 1), 0);
         let _ = EDGES.insert(&key, &1, 0);
         let mut ev = event(kind::LOCK_EDGE, r);
         ev.pc = 0;

@@ -255,6 +255,7 @@ pub fn attach(
             "HELD",
             "HOLDER",
             "EDGES",
+            "CLASS_EDGES",
             "HOLD_HIST",
             "LOCK_SITES",
             "SITE_HITS",

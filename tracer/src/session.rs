@@ -928,6 +928,15 @@ impl<'t> Session<'t> {
                 c.hits.push((events::event_name(k).to_string(), n));
             }
         }
+        for (name, i) in [
+            ("lock_edges_capped", counter::EDGES_CAPPED),
+            ("held_overflow", counter::HELD_OVERFLOW),
+        ] {
+            let n = sum(i);
+            if n > 0 {
+                c.hits.push((name.to_string(), n));
+            }
+        }
         c.records = sum(counter::RECORDS);
         c.drops = sum(counter::DROPS);
         c.stack_errors = sum(counter::STACK_ERRORS);

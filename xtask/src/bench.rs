@@ -228,8 +228,8 @@ impl Params {
                 run_secs: 0.5,
                 // Loopback HTTP on two shared cores varies ±10% run to run: many
                 // short alternating rounds give a steadier median than a few long.
-                http_rounds: 8,
-                http_secs: 5,
+                http_rounds: 10,
+                http_secs: 4,
                 flood_pairs: &[1, 8, 64, 512, 4096],
                 flood_secs: 2.0,
                 attach_reps: 5,
