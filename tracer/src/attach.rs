@@ -99,21 +99,26 @@ impl Attached {
             .map(|(i, _)| (self.lock_offsets[i], i as u64))
             .collect();
         let (target, scope) = (self.target.clone(), self.scope);
-        let turned_off: Vec<u32> = self
+        // Sites changing state either way: held entries from them may be stale.
+        // Uprobes of a link go in and out one by one, so while a link is being
+        // attached a Lock's probe can be in and its Unlock's not yet: switch-on
+        // purges again once the link is complete (a dropped hold only loses edges).
+        let switched: Vec<u32> = self
             .active
             .iter()
             .zip(&active)
             .enumerate()
-            .filter(|(_, (was, now))| **was && !**now)
+            .filter(|(_, (was, now))| was != now)
             .map(|(i, _)| i as u32)
             .collect();
         self.active = active;
-        purge_held(&mut self.ebpf, &turned_off);
+        purge_held(&mut self.ebpf, &switched);
         if points.is_empty() {
             return Ok(());
         }
         let prog = lock_program(&mut self.ebpf)?;
         self.lock_link = Some(attach_sites(prog, &points, &target, scope)?);
+        purge_held(&mut self.ebpf, &switched);
         Ok(())
     }
 

@@ -1,12 +1,11 @@
 //! The overhead budget: every probe hit is a trap into the kernel, so when the
-//! estimated cost exceeds the budget the hottest probes are detached for a while
-//! and put back later, which samples them. Units are "sites": each lock site, and
-//! the park probes (gopark + ready) as one more. Lock sites are detached by group
-//! (the function they are in, closures and deferred calls included), Lock and
-//! Unlock together, and the caller purges the kernel's held sets of locks taken in
-//! a detached group: a missed unlock would otherwise leave a lock "held" and
-//! invent order edges. Leak and long-park detection do not need the park probes:
-//! the agent reads the parked goroutines from memory every second.
+//! estimated cost exceeds the budget, probes are detached for a while and put back
+//! later, which samples them in time. Sites in one group go off and on together:
+//! all lock sites are one group (a Lock seen without its Unlock would leave a lock
+//! "held" and invent findings; the caller purges the kernel's held sets when they
+//! go off), the park probes another, with a budget of its own. Leak and long-park
+//! detection do not need the park probes: the agent reads the parked goroutines
+//! from memory every second.
 use serde::Serialize;
 use std::time::{Duration, Instant};
 
@@ -20,7 +19,9 @@ pub const LOCK_HIT_NS: f64 = 1_000.0;
 pub const PARK_HIT_NS: f64 = 5_000.0;
 /// The shortest time lock sites stay detached: re-attaching them replaces one
 /// multi-uprobe link, which waits for an RCU grace period.
-pub const LOCK_MIN_OFF: Duration = Duration::from_secs(5);
+pub const LOCK_MIN_OFF: Duration = Duration::from_secs(1);
+/// The shortest time lock sites stay attached once on.
+pub const LOCK_MIN_ON: Duration = Duration::from_millis(300);
 /// The shortest time the park probes stay detached.
 pub const PARK_MIN_OFF: Duration = Duration::from_millis(200);
 /// The shortest time the park probes stay attached.
@@ -222,18 +223,6 @@ impl Budget {
     }
 }
 
-/// The group of a site: its function, without closure and defer suffixes, so that a
-/// Lock and its (deferred) Unlock are detached together.
-pub fn group_key(function: &str) -> &str {
-    let mut f = function;
-    for marker in [".func", ".deferwrap", ".gowrap"] {
-        if let Some(i) = f.find(marker) {
-            f = &f[..i];
-        }
-    }
-    f
-}
-
 /// utime + stime of a process, in nanoseconds (`/proc/PID/stat`, clock ticks).
 pub fn process_cpu_ns(pid: u32) -> Option<u64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
@@ -347,13 +336,6 @@ mod tests {
             t0 + Duration::from_millis(2000),
         );
         assert_eq!(a.reattach, vec![1]);
-    }
-
-    #[test]
-    fn groups_by_function() {
-        assert_eq!(group_key("main.(*S).get.deferwrap1"), "main.(*S).get");
-        assert_eq!(group_key("main.worker.func2.1"), "main.worker");
-        assert_eq!(group_key("main.lockPair"), "main.lockPair");
     }
 
     #[test]

@@ -131,19 +131,18 @@ pub fn trace(
     }
     // The --events view asks for every event: no sampling there.
     if matches!(opts.mode, Mode::Parks | Mode::Locks) && !opts.events {
-        let mut ids: std::collections::HashMap<&str, usize> = Default::default();
+        // Lock sites go off and on all together: a Lock seen without its Unlock
+        // (the two in different functions, one of them off) left the lock "held"
+        // and invented self-deadlocks and inversions.
         let sites: Vec<budget::Site> = plan
             .locks
             .iter()
-            .map(|l| {
-                let n = ids.len();
-                budget::Site {
-                    group: *ids.entry(budget::group_key(&l.caller)).or_insert(n),
-                    cost_ns: budget::LOCK_HIT_NS,
-                    min_off: budget::LOCK_MIN_OFF,
-                    min_on: std::time::Duration::ZERO,
-                    shed_first: false,
-                }
+            .map(|_| budget::Site {
+                group: 0,
+                cost_ns: budget::LOCK_HIT_NS,
+                min_off: budget::LOCK_MIN_OFF,
+                min_on: budget::LOCK_MIN_ON,
+                shed_first: false,
             })
             .collect();
         if !sites.is_empty() {
@@ -197,7 +196,13 @@ pub fn trace(
     if run_mode && stop == session::Stop::TargetExited {
         session.analyzer.apply(Input::TargetExit { ts_ns: now });
     }
-    let counters = session.counters();
+    let mut counters = session.counters();
+    if session.lock_events_skipped > 0 {
+        counters.hits.push((
+            "lock_records_skipped".to_string(),
+            session.lock_events_skipped,
+        ));
+    }
     let mut missing = plan.missing.clone();
     missing.extend(target.missing.iter().cloned());
     session.check_deadlocks();

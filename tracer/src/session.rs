@@ -155,6 +155,10 @@ pub struct Session<'t> {
     target_stopped: bool,
     /// Being read at exit: resumed by `resume_target`, whatever happens.
     stopped_pending: bool,
+    /// Recent times (monotonic ns, from..to) when the lock sites were switched.
+    lock_switches: Vec<(u64, u64)>,
+    /// Lock records dropped because they were written during a switch.
+    pub lock_events_skipped: u64,
 }
 
 /// Whatever ends the session, a target held at exit is let go.
@@ -219,6 +223,8 @@ impl<'t> Session<'t> {
             drain_ns: 0,
             target_stopped: false,
             stopped_pending: false,
+            lock_switches: Vec::new(),
+            lock_events_skipped: 0,
         })
     }
 
@@ -248,6 +254,30 @@ impl<'t> Session<'t> {
     }
 
     fn lock_event(&mut self, ev: &tracer_common::Event) {
+        if self
+            .lock_switches
+            .iter()
+            .any(|(from, to)| (*from..=*to).contains(&ev.ts_ns))
+        {
+            // Written while the lock sites were being switched: a Lock whose
+            // Unlock probe was not in (yet, or any more) leaves a stale hold, so
+            // what was derived from the held set then is not trusted. The edge
+            // is forgotten by the kernel too, so it is sent again when next seen.
+            self.lock_events_skipped += 1;
+            if ev.kind == kind::LOCK_EDGE {
+                if let Some(map) = self.attached.as_mut().and_then(|a| a.ebpf.map_mut("EDGES")) {
+                    if let Ok(mut edges) =
+                        aya::maps::HashMap::<_, tracer_common::EdgeKey, u32>::try_from(map)
+                    {
+                        let _ = edges.remove(&tracer_common::EdgeKey {
+                            from: ev.obj,
+                            to: ev.obj2,
+                        });
+                    }
+                }
+            }
+            return;
+        }
         let frames: Vec<Frame> = self.park_frames(ev).iter().map(to_frame).collect();
         match ev.kind {
             kind::LOCK_EDGE => {
@@ -374,8 +404,17 @@ impl<'t> Session<'t> {
                 for &i in &actions.reattach {
                     active[i] = true;
                 }
-                if let Err(e) = attached.set_active(active) {
-                    log::warn!("budget: re-attaching lock sites failed: {e}");
+                if active != attached.active() {
+                    let from = monotonic_ns();
+                    if let Err(e) = attached.set_active(active) {
+                        log::warn!("budget: re-attaching lock sites failed: {e}");
+                    }
+                    // Records of the switch may still be in the ring buffer for a
+                    // while: windows are kept for 10 s.
+                    let to = monotonic_ns();
+                    self.lock_switches
+                        .retain(|(_, end)| to - end < 10_000_000_000);
+                    self.lock_switches.push((from, to));
                 }
             }
         }
