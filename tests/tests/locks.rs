@@ -218,3 +218,53 @@ fn non_overlapping_abba_is_caught_every_run() {
         );
     }
 }
+
+#[test]
+fn sampled_lock_sites_report_nothing_on_a_correct_service() {
+    // The bench's net/http service locks correctly; under load, with a budget that
+    // switches the lock sites off and on, any lock finding would be invented by a
+    // switch (a Lock seen without its Unlock).
+    let svc_bin = build_fixture("bench", Go::Default, &[]);
+    let lg_bin = build_fixture("loadgen", Go::Default, &[]);
+    let mut svc = start_fixture(&svc_bin, &["-workload", "httpservice"]);
+    let listen = svc
+        .wait_line(Duration::from_secs(30), |l| l.starts_with("listen "))
+        .expect("listen line");
+    let addr = parse_record(&listen).get("addr").to_string();
+    let mut load = std::process::Command::new(&lg_bin)
+        .args(["-addr", &addr, "-duration", "8s", "-conns", "8"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("starting loadgen");
+    let pid = svc.pid().to_string();
+    let (code, out, err) = run_tracer(
+        &[
+            "attach",
+            &pid,
+            "--mode",
+            "locks",
+            "--format",
+            "json",
+            "--duration",
+            "5s",
+            "--budget",
+            "2",
+        ],
+        Duration::from_secs(60),
+    );
+    let _ = load.kill();
+    let _ = load.wait();
+    assert_eq!(code, 0, "{err}");
+    let lines = json_lines(&out);
+    let findings: Vec<&serde_json::Value> = lines.iter().filter(|v| v["kind"] == "lock").collect();
+    assert!(findings.is_empty(), "invented lock findings: {findings:?}");
+    let budget = lines
+        .iter()
+        .find(|v| v["kind"] == "budget")
+        .expect("budget line");
+    assert!(
+        !budget["sampled"].as_array().unwrap().is_empty(),
+        "the lock sites were never switched: {budget}"
+    );
+}

@@ -126,6 +126,13 @@ impl Attached {
         &self.active
     }
 
+    /// Clears every held set: what was recorded while a link was still going in
+    /// (the first attach included) may be a Lock whose Unlock probe was not in.
+    pub fn purge_all_held(&mut self) {
+        let all: Vec<u32> = (0..self.lock_offsets.len() as u32).collect();
+        purge_held(&mut self.ebpf, &all);
+    }
+
     /// Turns the park probes off or on. Links are dropped on a thread of their
     /// own: each drop waits for an RCU grace period (about 250 ms), which would
     /// stall the ring-buffer reader.

@@ -125,6 +125,7 @@ pub fn trace(
         .collect();
     let mut session =
         session::Session::new(target, attached, opts.clone(), analyzer, lock_sites, pid)?;
+    session.lock_sites_attached();
     {
         let _guard = rt.enter();
         session.install_signals()?;

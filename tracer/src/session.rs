@@ -659,6 +659,17 @@ impl<'t> Session<'t> {
         };
     }
 
+    /// The lock sites' first attach is a switch too: records written before it
+    /// was complete are not trusted, and the held sets start empty.
+    pub fn lock_sites_attached(&mut self) {
+        if let Some(a) = self.attached.as_mut() {
+            if a.lock_sites() > 0 {
+                a.purge_all_held();
+                self.lock_switches.push((0, monotonic_ns()));
+            }
+        }
+    }
+
     /// Run mode: the target starts after the tracer, so every park happens after
     /// `t0`, as if a read had found nothing parked then.
     pub fn fresh_start(&mut self) {
