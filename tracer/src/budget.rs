@@ -40,8 +40,6 @@ pub struct Site {
     /// Once attached, stays so at least this long: each switch costs the target
     /// too (breakpoints written into and out of its text).
     pub min_on: Duration,
-    /// Detached before any site of the same budget without it, whatever the cost.
-    pub shed_first: bool,
 }
 
 #[derive(Debug)]
@@ -53,7 +51,6 @@ pub struct Budget {
     cost_ns: Vec<f64>,
     min_off: Vec<Duration>,
     min_on: Vec<Duration>,
-    shed_first: Vec<bool>,
     /// Since when each site has been attached.
     on_since: Vec<Instant>,
     last_hits: Vec<u64>,
@@ -96,7 +93,6 @@ impl Budget {
             cost_ns: sites.iter().map(|s| s.cost_ns).collect(),
             min_off: sites.iter().map(|s| s.min_off).collect(),
             min_on: sites.iter().map(|s| s.min_on).collect(),
-            shed_first: sites.iter().map(|s| s.shed_first).collect(),
             on_since: vec![now; n],
             last_hits: vec![0; n],
             detached_until: vec![None; n],
@@ -166,16 +162,8 @@ impl Budget {
                 group_cost[self.group[i]] += c;
             }
         }
-        let mut first = vec![false; groups];
-        for (i, g) in self.group.iter().enumerate() {
-            first[*g] |= self.shed_first[i];
-        }
         let mut order: Vec<usize> = (0..groups).filter(|g| group_cost[*g] > 0.0).collect();
-        order.sort_by(|a, b| {
-            first[*b]
-                .cmp(&first[*a])
-                .then(group_cost[*b].total_cmp(&group_cost[*a]))
-        });
+        order.sort_by(|a, b| group_cost[*b].total_cmp(&group_cost[*a]));
         for g in order {
             if total <= allowed {
                 break;
@@ -247,7 +235,6 @@ mod tests {
             cost_ns: 1000.0,
             min_off: LOCK_MIN_OFF,
             min_on: Duration::ZERO,
-            shed_first: false,
         };
         let mut b = Budget::new(5.0, vec![site(0), site(1), site(0)]);
         assert_eq!(b.tick(&[0, 0, 0], 0, 0, t0), Actions::default());
@@ -283,7 +270,6 @@ mod tests {
                 cost_ns: 1000.0,
                 min_off: LOCK_MIN_OFF,
                 min_on: Duration::ZERO,
-                shed_first: false,
             }],
         );
         b.tick(&[0], 0, 0, t0);
@@ -303,14 +289,12 @@ mod tests {
             cost_ns: LOCK_HIT_NS,
             min_off: LOCK_MIN_OFF,
             min_on: Duration::ZERO,
-            shed_first: false,
         };
         let parks = Site {
             group: 1,
             cost_ns: PARK_HIT_NS,
             min_off: PARK_MIN_OFF,
             min_on: Duration::ZERO,
-            shed_first: false,
         };
         let mut b = Budget::new(5.0, vec![lock, parks]);
         b.tick(&[0, 0], 0, 0, t0);

@@ -143,7 +143,6 @@ pub fn trace(
                 cost_ns: budget::LOCK_HIT_NS,
                 min_off: budget::LOCK_MIN_OFF,
                 min_on: budget::LOCK_MIN_ON,
-                shed_first: false,
             })
             .collect();
         if !sites.is_empty() {
@@ -158,7 +157,6 @@ pub fn trace(
                 cost_ns: budget::PARK_HIT_NS,
                 min_off: budget::PARK_MIN_OFF,
                 min_on: budget::PARK_MIN_ON,
-                shed_first: true,
             }],
         ));
     }
