@@ -266,6 +266,15 @@ pub fn json_lines(out: &str) -> Vec<serde_json::Value> {
         .collect()
 }
 
+/// The last JSON line of this `kind` (`summary`, `budget`, ...); panics if none.
+pub fn json_line(out: &str, kind: &str) -> serde_json::Value {
+    json_lines(out)
+        .into_iter()
+        .rev()
+        .find(|v| v["kind"] == kind)
+        .unwrap_or_else(|| panic!("no {kind} line in:\n{out}"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -48,11 +48,7 @@ fn check_expectations(records: &[Record], out: &str, rule: &str) {
 }
 
 fn summary(out: &str) -> serde_json::Value {
-    json_lines(out)
-        .into_iter()
-        .rev()
-        .find(|v| v["kind"] == "summary")
-        .expect("summary line")
+    json_line(out, "summary")
 }
 
 fn attach_mode(go: Go, only: &str, delay: bool) {
@@ -106,10 +102,7 @@ fn attach_with(go: Go, only: &str, delay: bool, mode: &str, extra: &[&str]) -> S
 }
 
 fn budget_line(out: &str) -> serde_json::Value {
-    json_lines(out)
-        .into_iter()
-        .find(|v| v["kind"] == "budget")
-        .expect("budget line")
+    json_line(out, "budget")
 }
 
 #[test]

@@ -259,10 +259,7 @@ fn sampled_lock_sites_report_nothing_on_a_correct_service() {
     let lines = json_lines(&out);
     let findings: Vec<&serde_json::Value> = lines.iter().filter(|v| v["kind"] == "lock").collect();
     assert!(findings.is_empty(), "invented lock findings: {findings:?}");
-    let budget = lines
-        .iter()
-        .find(|v| v["kind"] == "budget")
-        .expect("budget line");
+    let budget = json_line(&out, "budget");
     assert!(
         !budget["sampled"].as_array().unwrap().is_empty(),
         "the lock sites were never switched: {budget}"

@@ -266,11 +266,7 @@ fn target_held_at_exit_is_released_even_when_the_ring_buffer_overflows() {
         Duration::from_secs(60),
     );
     assert_eq!(code, 0, "{err}");
-    let summary = json_lines(&out)
-        .into_iter()
-        .rev()
-        .find(|v| v["kind"] == "summary")
-        .expect("summary");
+    let summary = json_line(&out, "summary");
     assert!(
         summary["drops"].as_u64().unwrap() > 0,
         "no overflow: {summary}"
