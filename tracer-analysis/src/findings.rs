@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::sync::Arc;
 
 use serde::Serialize;
 
@@ -47,7 +48,7 @@ impl fmt::Display for Rule {
 pub struct GoroutineFinding {
     pub rule: Rule,
     pub goid: u64,
-    pub wait_reason: String,
+    pub wait_reason: Arc<str>,
     /// How long it had been parked when the finding was made.
     pub parked_ns: u64,
     /// False when the park time is an estimate (parked before attach).
@@ -55,7 +56,7 @@ pub struct GoroutineFinding {
     pub object: Object,
     /// Innermost first, exactly as the tracer read them.
     pub frames: Vec<Frame>,
-    pub start_function: Option<String>,
+    pub start_function: Option<Arc<str>>,
     pub created_by: Option<Frame>,
     pub parent_goid: Option<u64>,
     /// The first frame of user code, where the goroutine is blocked.
@@ -117,7 +118,7 @@ pub struct GroupFinding {
     /// The `go` statement shared by every member; `None` when they differ or it
     /// is unknown.
     pub created_by: Option<Frame>,
-    pub wait_reason: String,
+    pub wait_reason: Arc<str>,
     pub count: u64,
     /// Age of the oldest member.
     pub oldest_ns: u64,
@@ -249,9 +250,7 @@ impl Findings {
         type Key<'a> = (Rule, &'a Frame, &'a str);
         let mut sites: BTreeMap<Key<'_>, SiteMembers<'_>> = BTreeMap::new();
         for g in &self.goroutines {
-            let site = sites
-                .entry((g.rule, &g.site, g.wait_reason.as_str()))
-                .or_default();
+            let site = sites.entry((g.rule, &g.site, &*g.wait_reason)).or_default();
             site.members.add(g.goid, g.parked_ns, g);
             site.creators.add(g.created_by.as_ref());
         }
@@ -263,7 +262,7 @@ impl Findings {
                     rule,
                     site: site.clone(),
                     created_by: s.creators.shared().cloned(),
-                    wait_reason: wait_reason.to_string(),
+                    wait_reason: wait_reason.into(),
                     count: m.count,
                     oldest_ns: m.oldest_ns,
                     growth: None,

@@ -41,7 +41,7 @@ pub fn blocking_site(frames: &[Frame]) -> Frame {
             frames
                 .iter()
                 .rev()
-                .find(|f| f.function != GOEXIT && !f.function.contains(GO_WRAPPER))
+                .find(|f| &*f.function != GOEXIT && !f.function.contains(GO_WRAPPER))
         })
         .or_else(|| frames.first())
         .cloned()
@@ -111,7 +111,7 @@ pub fn top_function(frames: &[Frame]) -> Option<&str> {
     go_dump_frames(frames)
         .first()
         .and_then(|&i| frames.get(i))
-        .map(|f| f.function.as_str())
+        .map(|f| &*f.function)
 }
 
 #[cfg(test)]
@@ -137,13 +137,13 @@ mod tests {
             "main.(*cache).get",
             "main.main",
         ]);
-        assert_eq!(blocking_site(&frames).function, "main.(*cache).get");
+        assert_eq!(&*blocking_site(&frames).function, "main.(*cache).get");
     }
 
     #[test]
     fn site_skips_time_sleep() {
         let frames = stack(&["runtime.gopark", "time.Sleep", "main.poll"]);
-        assert_eq!(blocking_site(&frames).function, "main.poll");
+        assert_eq!(&*blocking_site(&frames).function, "main.poll");
     }
 
     #[test]
@@ -155,9 +155,9 @@ mod tests {
             "runtime.gcenable.gowrap1",
             "runtime.goexit",
         ]);
-        assert_eq!(blocking_site(&frames).function, "runtime.bgsweep");
+        assert_eq!(&*blocking_site(&frames).function, "runtime.bgsweep");
         assert_eq!(
-            blocking_site(&stack(&["runtime.goexit"])).function,
+            &*blocking_site(&stack(&["runtime.goexit"])).function,
             "runtime.goexit"
         );
         assert_eq!(blocking_site(&[]), unknown_frame());

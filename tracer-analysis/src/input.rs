@@ -5,18 +5,53 @@
 //! reproduces a report exactly.
 
 use serde::Serialize;
+use std::sync::Arc;
 
 /// One source location of a goroutine's stack.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+///
+/// The strings are shared with the symbolizer's caches, so frames of one place are
+/// usually the same pointers: comparisons check that first (the group map compares
+/// keys on every park).
+#[derive(Debug, Clone, Eq, Hash, Serialize)]
 pub struct Frame {
     /// Fully qualified Go name, as the runtime prints it (`main.(*T).run.func1`).
-    pub function: String,
-    pub file: String,
+    pub function: Arc<str>,
+    pub file: Arc<str>,
     pub line: u32,
 }
 
+/// `a.cmp(b)` that skips the bytes when both are one allocation.
+pub fn shared_str_cmp(a: &Arc<str>, b: &Arc<str>) -> std::cmp::Ordering {
+    if Arc::ptr_eq(a, b) {
+        std::cmp::Ordering::Equal
+    } else {
+        a.cmp(b)
+    }
+}
+
+impl PartialEq for Frame {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other).is_eq()
+    }
+}
+
+impl PartialOrd for Frame {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+/// Function, then file, then line.
+impl Ord for Frame {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        shared_str_cmp(&self.function, &other.function)
+            .then_with(|| shared_str_cmp(&self.file, &other.file))
+            .then(self.line.cmp(&other.line))
+    }
+}
+
 impl Frame {
-    pub fn new(function: impl Into<String>, file: impl Into<String>, line: u32) -> Self {
+    pub fn new(function: impl Into<Arc<str>>, file: impl Into<Arc<str>>, line: u32) -> Self {
         Frame {
             function: function.into(),
             file: file.into(),
@@ -61,7 +96,7 @@ pub type Frames = std::sync::Arc<[Frame]>;
 pub struct Parked {
     pub goid: u64,
     /// Go's own wording (`chan send`, `sync.Mutex.Lock`, ...), shown verbatim.
-    pub wait_reason: String,
+    pub wait_reason: Arc<str>,
     /// `CLOCK_MONOTONIC` nanoseconds when it parked.
     pub since_ns: u64,
     /// False when `since_ns` is only an estimate (goroutines parked before attach).
@@ -71,7 +106,7 @@ pub struct Parked {
     /// one place have one stack, and 100,000 copies of it would cost 100+ MB.
     pub frames: Frames,
     /// Entry function of the goroutine, e.g. `main.worker`.
-    pub start_function: Option<String>,
+    pub start_function: Option<Arc<str>>,
     /// The `go` statement that created it.
     pub created_by: Option<Frame>,
     pub parent_goid: Option<u64>,
@@ -129,5 +164,21 @@ impl Input {
             | Input::Exit { ts_ns, .. }
             | Input::TargetExit { ts_ns } => *ts_ns,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frames_compare_by_content_whether_shared_or_not() {
+        let shared = Frame::new("main.f", "/a.go", 3);
+        let copy = Frame::new(String::from("main.f"), String::from("/a.go"), 3);
+        assert_eq!(shared, shared.clone());
+        assert_eq!(shared, copy);
+        assert!(Frame::new("main.f", "/a.go", 2) < shared);
+        assert!(Frame::new("main.e", "/z.go", 9) < shared);
+        assert!(Frame::new("main.f", "/b.go", 1) > shared);
     }
 }

@@ -6,6 +6,7 @@
 use crate::input::Frame;
 use serde::Serialize;
 use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::Arc;
 
 /// One observed edge with its witness.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -27,7 +28,7 @@ pub struct LockEdge {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct WaitLink {
     pub goid: u64,
-    pub wait_reason: String,
+    pub wait_reason: Arc<str>,
     pub lock: u64,
     pub holder: u64,
     pub frames: Vec<Frame>,

@@ -99,7 +99,7 @@ mod tests {
             exact: true,
             object: Object::None,
             frames: frames.iter().map(|f| Frame::new(*f, "/x.go", 1)).collect(),
-            start_function: start.map(String::from),
+            start_function: start.map(std::sync::Arc::from),
             created_by: None,
             parent_goid: None,
         }

@@ -2,12 +2,14 @@
 //! reads the units a lookup touches).
 use crate::dwarf::{Dwarf, Reader};
 use serde::Serialize;
+use std::sync::Arc;
 
 /// One source frame. An inlined call yields several frames for one PC, innermost first.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
 pub struct SourceFrame {
-    pub function: String,
-    pub file: String,
+    /// Shared strings: a frame is copied into every park record that has it.
+    pub function: Arc<str>,
+    pub file: Arc<str>,
     pub line: u32,
 }
 
@@ -32,11 +34,11 @@ impl Lines {
             let function = frame
                 .function
                 .as_ref()
-                .and_then(|f| f.raw_name().ok().map(|n| n.into_owned()))
+                .and_then(|f| f.raw_name().ok().map(|n| Arc::from(n.as_ref())))
                 .unwrap_or_else(|| "?".into());
             let (file, line) = frame
                 .location
-                .map(|l| (l.file.unwrap_or("?").to_string(), l.line.unwrap_or(0)))
+                .map(|l| (Arc::from(l.file.unwrap_or("?")), l.line.unwrap_or(0)))
                 .unwrap_or_else(|| ("?".into(), 0));
             out.push(SourceFrame {
                 function,

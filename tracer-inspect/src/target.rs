@@ -97,7 +97,7 @@ pub struct TargetInfo {
     pub funcs: HashMap<String, RuntimeFunc>,
     pub data: HashMap<String, Symbol>,
     pub offsets: StructOffsets,
-    pub wait_reasons: Vec<String>,
+    pub wait_reasons: Vec<std::sync::Arc<str>>,
     /// Symbols or offsets that were looked for and not found.
     pub missing: Vec<String>,
     lines: Option<Lines>,
@@ -206,6 +206,9 @@ impl TargetInfo {
             Some(sym) => {
                 let mem = pid.map(Memory::new);
                 waitreasons::read(&binary, *sym, mem.as_ref().map(|m| (m, bias)))
+                    .into_iter()
+                    .map(std::sync::Arc::from)
+                    .collect()
             }
             None => {
                 missing.push("runtime.waitReasonStrings".into());
@@ -236,11 +239,11 @@ impl TargetInfo {
     }
 
     /// Name the runtime gives wait reason `n`.
-    pub fn wait_reason(&self, n: u64) -> String {
+    pub fn wait_reason(&self, n: u64) -> std::sync::Arc<str> {
         self.wait_reasons
             .get(n as usize)
             .cloned()
-            .unwrap_or_else(|| format!("wait reason {n}"))
+            .unwrap_or_else(|| format!("wait reason {n}").into())
     }
 
     /// Source frames of a link-time PC, innermost (inlined) first.

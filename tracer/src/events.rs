@@ -1,6 +1,11 @@
 //! Ring-buffer records -> typed, symbolized events.
 use serde::Serialize;
 use std::collections::HashMap;
+use std::sync::Arc;
+
+/// A map for the per-record caches: their keys are PCs and stack ids from our own
+/// probes, so the DoS-resistant default hasher only costs time.
+pub type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 use tracer_analysis::Object;
 use tracer_common::{kind, Event, EVENT_SIZE};
 use tracer_inspect::lines::SourceFrame;
@@ -16,15 +21,36 @@ pub fn decode(bytes: &[u8]) -> Option<Event> {
     Some(unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast::<Event>()) })
 }
 
+/// The struct offsets [`object_of`] needs, looked up once rather than by name for
+/// every park record.
+#[derive(Debug, Clone, Copy)]
+pub struct ObjectOffsets {
+    hchan_lock: Option<u64>,
+    rw_reader_sem: Option<u64>,
+    rw_writer_sem: Option<u64>,
+    wg_sema: Option<u64>,
+}
+
+impl ObjectOffsets {
+    pub fn new(target: &TargetInfo) -> Self {
+        let off = |n: &str| target.offsets.get(n);
+        ObjectOffsets {
+            hchan_lock: off("runtime.hchan.lock"),
+            rw_reader_sem: off("sync.RWMutex.readerSem"),
+            rw_writer_sem: off("sync.RWMutex.writerSem"),
+            wg_sema: off("sync.WaitGroup.sema"),
+        }
+    }
+}
+
 /// Names the object of a park from its wait reason. `lock` is gopark's lock argument
 /// (`&hchan.lock` for channel waits), `sema` the semaphore announced before it.
-pub fn object_of(target: &TargetInfo, reason: &str, lock: u64, sema: u64) -> Object {
-    let off = |n: &str| target.offsets.get(n);
+pub fn object_of(offs: &ObjectOffsets, reason: &str, lock: u64, sema: u64) -> Object {
     if reason.contains("nil chan") {
         return Object::NilChannel;
     }
     if reason.starts_with("chan send") || reason.starts_with("chan receive") {
-        let lock_off = off("runtime.hchan.lock").unwrap_or(0);
+        let lock_off = offs.hchan_lock.unwrap_or(0);
         return if lock == 0 {
             Object::None
         } else {
@@ -48,15 +74,15 @@ pub fn object_of(target: &TargetInfo, reason: &str, lock: u64, sema: u64) -> Obj
     match reason {
         // Mutex{state int32; sema uint32} in every supported version.
         "sync.Mutex.Lock" => Object::Mutex { addr: sema - 4 },
-        "sync.RWMutex.RLock" => match off("sync.RWMutex.readerSem") {
+        "sync.RWMutex.RLock" => match offs.rw_reader_sem {
             Some(o) => Object::RwMutex { addr: sema - o },
             None => Object::Semaphore { addr: sema },
         },
-        "sync.RWMutex.Lock" => match off("sync.RWMutex.writerSem") {
+        "sync.RWMutex.Lock" => match offs.rw_writer_sem {
             Some(o) => Object::RwMutex { addr: sema - o },
             None => Object::Semaphore { addr: sema },
         },
-        "sync.WaitGroup.Wait" => match off("sync.WaitGroup.sema") {
+        "sync.WaitGroup.Wait" => match offs.wg_sema {
             Some(o) => Object::WaitGroup { addr: sema - o },
             None => Object::Semaphore { addr: sema },
         },
@@ -85,10 +111,10 @@ pub fn pcs_key(pcs: &[u64]) -> u64 {
 pub struct Symbolizer<'t> {
     target: &'t TargetInfo,
     bias: u64,
-    cache: HashMap<(i64, u64), Vec<SourceFrame>>,
+    cache: FastMap<(i64, u64), Vec<SourceFrame>>,
     /// Single PCs (`created by`, start functions): a handful of distinct ones,
     /// looked up for every park record.
-    pcs: std::cell::RefCell<HashMap<(u64, bool), Option<SourceFrame>>>,
+    pcs: std::cell::RefCell<FastMap<(u64, bool), Option<SourceFrame>>>,
 }
 
 impl<'t> Symbolizer<'t> {
@@ -96,7 +122,7 @@ impl<'t> Symbolizer<'t> {
         Self {
             target,
             bias: target.load_bias(),
-            cache: HashMap::new(),
+            cache: FastMap::default(),
             pcs: Default::default(),
         }
     }
@@ -156,7 +182,7 @@ impl<'t> Symbolizer<'t> {
         frame
     }
 
-    pub fn function(&self, pc: u64) -> Option<String> {
+    pub fn function(&self, pc: u64) -> Option<Arc<str>> {
         self.pc(pc, false).map(|f| f.function)
     }
 
@@ -186,7 +212,7 @@ pub struct LiveEvent {
     pub ts_ns: u64,
     pub goid: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub wait_reason: Option<String>,
+    pub wait_reason: Option<Arc<str>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub object: Option<Object>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -200,7 +226,7 @@ pub struct LiveEvent {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub may_block: Option<bool>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub start_function: Option<String>,
+    pub start_function: Option<Arc<str>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub created_by: Option<SourceFrame>,
 }

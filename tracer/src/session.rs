@@ -143,7 +143,8 @@ pub struct Session<'t> {
     pub park_budget: Option<crate::budget::Budget>,
     last_budget: u64,
     /// One shared copy of each stack for the model (see `Parked::frames`).
-    frames: std::collections::HashMap<(i64, u64), tracer_analysis::input::Frames>,
+    frames: events::FastMap<(i64, u64), tracer_analysis::input::Frames>,
+    object_offsets: events::ObjectOffsets,
     pidfd: Option<std::io::Result<OwnedFd>>,
     /// Parked goroutines of the last read, by goid.
     prev_parks: std::collections::HashMap<u64, PrevPark>,
@@ -216,6 +217,7 @@ impl<'t> Session<'t> {
             park_budget: None,
             last_budget: 0,
             frames: Default::default(),
+            object_offsets: events::ObjectOffsets::new(target),
             pidfd: Some(pidfd_open(pid)),
             prev_parks: Default::default(),
             last_snapshot: None,
@@ -249,7 +251,7 @@ impl<'t> Session<'t> {
     fn waiting_writer(&self, lock: u64) -> Option<u64> {
         self.analyzer.model().parked().find_map(|p| {
             let waits = matches!(p.parked.object, Object::RwMutex { addr } if addr == lock);
-            (waits && p.parked.wait_reason == "sync.RWMutex.Lock").then_some(p.goid())
+            (waits && &*p.parked.wait_reason == "sync.RWMutex.Lock").then_some(p.goid())
         })
     }
 
@@ -355,7 +357,7 @@ impl<'t> Session<'t> {
                 hs.iter().find_map(|&(g, read)| {
                     let ok = g != goid
                         && waiting.get(&g) != Some(&lock)
-                        && !(reason == "sync.RWMutex.RLock" && read);
+                        && !(&*reason == "sync.RWMutex.RLock" && read);
                     ok.then_some(g)
                 })
             });
@@ -561,13 +563,13 @@ impl<'t> Session<'t> {
             let shared = shared_frames(&mut self.frames, (-2, events::pcs_key(&g.pcs)), &frames);
             // The semaphore a sync wait sleeps on, announced by semacquire1 (probed
             // in every budget state, as it is hit only when a goroutine will sleep).
-            let sync_wait = reason.starts_with("sync.") || reason == "semacquire";
+            let sync_wait = reason.starts_with("sync.") || &*reason == "semacquire";
             let sema = pending_sema
                 .as_ref()
                 .filter(|_| sync_wait)
                 .and_then(|m| m.get(&g.goid, 0).ok())
                 .unwrap_or(0);
-            let mut object = events::object_of(self.target, &reason, 0, sema);
+            let mut object = events::object_of(&self.object_offsets, &reason, 0, sema);
             if let tracer_analysis::Object::None = object {
                 if g.waiting_chan != 0 && reason.starts_with("chan") {
                     object = tracer_analysis::Object::Channel {
@@ -853,7 +855,7 @@ impl<'t> Session<'t> {
                     ts_ns: ev.ts_ns,
                     parked: Parked {
                         goid: ev.goid,
-                        object: events::object_of(self.target, &reason, ev.obj, ev.obj2),
+                        object: events::object_of(&self.object_offsets, &reason, ev.obj, ev.obj2),
                         wait_reason: reason,
                         since_ns: ev.ts_ns,
                         exact: true,
@@ -915,7 +917,12 @@ impl<'t> Session<'t> {
         match ev.kind {
             kind::PARK => {
                 let reason = self.target.wait_reason(ev.arg);
-                live.object = Some(events::object_of(self.target, &reason, ev.obj, ev.obj2));
+                live.object = Some(events::object_of(
+                    &self.object_offsets,
+                    &reason,
+                    ev.obj,
+                    ev.obj2,
+                ));
                 live.wait_reason = Some(reason);
                 live.frames = self.park_frames(ev);
                 live.site = events::site(&live.frames);
@@ -998,7 +1005,7 @@ impl<'t> Session<'t> {
 /// The model's copy of a stack, shared by every goroutine parked with it. Stacks
 /// without an id (-1) are not cached.
 fn shared_frames(
-    cache: &mut std::collections::HashMap<(i64, u64), tracer_analysis::input::Frames>,
+    cache: &mut events::FastMap<(i64, u64), tracer_analysis::input::Frames>,
     key: (i64, u64),
     frames: &[SourceFrame],
 ) -> tracer_analysis::input::Frames {

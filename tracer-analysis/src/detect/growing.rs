@@ -236,7 +236,7 @@ mod tests {
         assert_eq!(g.count, 31);
         assert_eq!(g.site.line, 42);
         assert_eq!(g.created_by.as_ref().map(|c| c.line), Some(17));
-        assert_eq!(g.wait_reason, "chan send");
+        assert_eq!(&*g.wait_reason, "chan send");
         assert_eq!(g.oldest_ns, 30 * SECOND);
         assert_eq!(g.example.goid, 100);
         assert_eq!(g.example.rule, Rule::Growing);

@@ -63,7 +63,7 @@ mod tests {
         assert_eq!(found.len(), 1);
         assert_eq!(found[0].rule, Rule::LongParked);
         assert_eq!(found[0].parked_ns, THRESHOLD + 1);
-        assert_eq!(found[0].site.function, "main.send");
+        assert_eq!(&*found[0].site.function, "main.send");
         assert!(long_parked_except(&m, THRESHOLD + 1, THRESHOLD, |g| g == 5).is_empty());
     }
 

@@ -4,16 +4,38 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use crate::input::{Frame, Parked};
+use crate::input::{shared_str_cmp, Frame, Parked};
 
 /// What makes goroutines "the same" for leak detection: blocked at the same line,
 /// started by the same `go` statement, for the same reason. Goroutines leaked by one
 /// bug share all three, while unrelated goroutines rarely do.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Debug, Clone, Eq, Hash)]
 pub struct GroupKey {
     pub site: Frame,
     pub created_by: Option<Frame>,
-    pub wait_reason: String,
+    pub wait_reason: Arc<str>,
+}
+
+impl PartialEq for GroupKey {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other).is_eq()
+    }
+}
+
+impl PartialOrd for GroupKey {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+/// Site, then creator, then wait reason.
+impl Ord for GroupKey {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.site
+            .cmp(&other.site)
+            .then_with(|| self.created_by.cmp(&other.created_by))
+            .then_with(|| shared_str_cmp(&self.wait_reason, &other.wait_reason))
+    }
 }
 
 /// A parked goroutine with what the model derived from it at park time, so that
