@@ -12,7 +12,7 @@ use std::sync::Arc;
 /// The strings are shared with the symbolizer's caches, so frames of one place are
 /// usually the same pointers: comparisons check that first (the group map compares
 /// keys on every park).
-#[derive(Debug, Clone, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Eq, Serialize)]
 pub struct Frame {
     /// Fully qualified Go name, as the runtime prints it (`main.(*T).run.func1`).
     pub function: Arc<str>,
@@ -32,6 +32,14 @@ pub fn shared_str_cmp(a: &Arc<str>, b: &Arc<str>) -> std::cmp::Ordering {
 impl PartialEq for Frame {
     fn eq(&self, other: &Self) -> bool {
         self.cmp(other).is_eq()
+    }
+}
+
+impl std::hash::Hash for Frame {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.function.hash(state);
+        self.file.hash(state);
+        self.line.hash(state);
     }
 }
 

@@ -122,10 +122,6 @@ impl Attached {
         Ok(())
     }
 
-    pub fn active(&self) -> &[bool] {
-        &self.active
-    }
-
     /// Clears every held set: what was recorded while a link was still going in
     /// (the first attach included) may be a Lock whose Unlock probe was not in.
     pub fn purge_all_held(&mut self) {

@@ -135,29 +135,25 @@ pub fn trace(
         // Lock sites go off and on all together: a Lock seen without its Unlock
         // (the two in different functions, one of them off) left the lock "held"
         // and invented self-deadlocks and inversions.
-        let sites: Vec<budget::Site> = plan
-            .locks
-            .iter()
-            .map(|_| budget::Site {
-                group: 0,
-                cost_ns: budget::LOCK_HIT_NS,
-                min_off: budget::LOCK_MIN_OFF,
-                min_on: budget::LOCK_MIN_ON,
-            })
-            .collect();
-        if !sites.is_empty() {
-            session.budget = Some(budget::Budget::new(opts.budget, sites));
+        if !plan.locks.is_empty() {
+            session.budget = Some(budget::Budget::new(
+                opts.budget,
+                budget::Unit {
+                    cost_ns: budget::LOCK_HIT_NS,
+                    min_off: budget::LOCK_MIN_OFF,
+                    min_on: budget::LOCK_MIN_ON,
+                },
+            ));
         }
         // The park probes have a budget of their own: lock-order findings depend on
         // which lock sites stay on, and the park probes must not crowd them out.
         session.park_budget = Some(budget::Budget::new(
             opts.budget,
-            vec![budget::Site {
-                group: 0,
+            budget::Unit {
                 cost_ns: budget::PARK_HIT_NS,
                 min_off: budget::PARK_MIN_OFF,
                 min_on: budget::PARK_MIN_ON,
-            }],
+            },
         ));
     }
     if let Some(a) = &session.attached {
@@ -284,20 +280,21 @@ fn write_budget(
     format: Format,
     out: &mut dyn std::io::Write,
 ) -> Result<()> {
-    let parks_on = parks.sampled.first().map_or(1.0, |(_, f)| *f);
-    let sampled: Vec<(usize, f64)> = locks.map(|l| l.sampled.clone()).unwrap_or_default();
+    let locks_on = locks.map(|l| l.on_fraction);
     // The park budget's estimate counts the lock sites and the agent too.
     let peak = parks
         .peak_estimate_percent
         .max(locks.map_or(0.0, |l| l.peak_estimate_percent));
     if format == Format::Json {
         let line = serde_json::json!({
-            "kind": parks.kind,
+            "kind": "budget",
             "budget_percent": parks.budget_percent,
             "peak_estimate_percent": peak,
-            "park_probes_on": parks_on,
+            "park_probes_on": parks.on_fraction,
+            "park_probes_switched_off": parks.switches_off,
             "lock_sites": plan.locks.len(),
-            "sampled": sampled,
+            "lock_sites_on": locks_on,
+            "lock_sites_switched_off": locks.map(|l| l.switches_off),
         });
         writeln!(out, "{line}")?;
         return Ok(());
@@ -307,26 +304,15 @@ fn write_budget(
         "probe budget {}%: peak estimated probe cost {:.1}%; park probes on {:.0}% of the time",
         parks.budget_percent,
         peak,
-        parks_on * 100.0,
+        parks.on_fraction * 100.0,
     )?;
-    if !plan.locks.is_empty() {
+    if let Some(on) = locks_on {
         write!(
             out,
-            "; {} of {} lock sites sampled",
-            sampled.len(),
-            plan.locks.len()
+            "; {} lock sites on {:.0}% of the time",
+            plan.locks.len(),
+            on * 100.0
         )?;
-    }
-    writeln!(out)?;
-    for (i, frac) in &sampled {
-        if let Some(l) = plan.locks.get(*i) {
-            writeln!(
-                out,
-                "  {} observed {:.0}% of the time",
-                l.label,
-                frac * 100.0
-            )?;
-        }
     }
     writeln!(out)?;
     Ok(())

@@ -386,38 +386,21 @@ impl<'t> Session<'t> {
         };
         let now = std::time::Instant::now();
         let n = attached.lock_sites();
-        let lock_hits: Vec<u64> = attached
-            .ebpf
-            .map("SITE_HITS")
-            .and_then(|m| PerCpuArray::<_, u64>::try_from(m).ok())
-            .map(|arr| {
-                (0..n as u32)
-                    .map(|i| arr.get(&i, 0).map(|v| v.iter().sum()).unwrap_or(0))
-                    .collect()
-            })
-            .unwrap_or_default();
+        let lock_hits = lock_site_hits(attached);
+        let lock_total: u64 = lock_hits.iter().sum();
         if let Some(budget) = self.budget.as_mut() {
-            if lock_hits.len() == n {
-                let actions = budget.tick(&lock_hits, cpu, 0, now);
-                let mut active = attached.active().to_vec();
-                for &i in &actions.detach {
-                    active[i] = false;
+            if let Some(switch) = budget.tick(lock_total, cpu, 0, now) {
+                let from = monotonic_ns();
+                let on = switch == crate::budget::Switch::On;
+                if let Err(e) = attached.set_active(vec![on; n]) {
+                    log::warn!("budget: switching the lock sites failed: {e}");
                 }
-                for &i in &actions.reattach {
-                    active[i] = true;
-                }
-                if active != attached.active() {
-                    let from = monotonic_ns();
-                    if let Err(e) = attached.set_active(active) {
-                        log::warn!("budget: re-attaching lock sites failed: {e}");
-                    }
-                    // Records of the switch may still be in the ring buffer for a
-                    // while: windows are kept for 10 s.
-                    let to = monotonic_ns();
-                    self.lock_switches
-                        .retain(|(_, end)| to - end < 10_000_000_000);
-                    self.lock_switches.push((from, to));
-                }
+                // Records of the switch may still be in the ring buffer for a
+                // while: windows are kept for 10 s.
+                let to = monotonic_ns();
+                self.lock_switches
+                    .retain(|(_, end)| to - end < 10_000_000_000);
+                self.lock_switches.push((from, to));
             }
         }
         let Some(budget) = self.park_budget.as_mut() else {
@@ -431,19 +414,13 @@ impl<'t> Session<'t> {
             return;
         };
         let sum = |i: u32| -> u64 { arr.get(&i, 0).map(|v| v.iter().sum()).unwrap_or(0) };
-        let hits = [sum(kind::PARK) + sum(kind::READY)];
-        let lock_cost = lock_hits.iter().sum::<u64>() as f64 * crate::budget::LOCK_HIT_NS;
+        let hits = sum(kind::PARK) + sum(kind::READY);
+        let lock_cost = lock_total as f64 * crate::budget::LOCK_HIT_NS;
         let fixed = self.drain_ns + lock_cost as u64;
-        let actions = budget.tick(&hits, cpu, fixed, now);
-        let result = if !actions.detach.is_empty() {
-            attached.set_parks(false)
-        } else if !actions.reattach.is_empty() {
-            attached.set_parks(true)
-        } else {
-            Ok(())
-        };
-        if let Err(e) = result {
-            log::warn!("budget: switching the park probes failed: {e}");
+        if let Some(switch) = budget.tick(hits, cpu, fixed, now) {
+            if let Err(e) = attached.set_parks(switch == crate::budget::Switch::On) {
+                log::warn!("budget: switching the park probes failed: {e}");
+            }
         }
     }
 
@@ -994,6 +971,13 @@ impl<'t> Session<'t> {
                 c.hits.push((name.to_string(), n));
             }
         }
+        let lock_hits: u64 = self
+            .attached
+            .as_ref()
+            .map_or(0, |a| lock_site_hits(a).iter().sum());
+        if lock_hits > 0 {
+            c.hits.push(("lock_sites".to_string(), lock_hits));
+        }
         c.records = sum(counter::RECORDS);
         c.drops = sum(counter::DROPS);
         c.stack_errors = sum(counter::STACK_ERRORS);
@@ -1020,6 +1004,21 @@ fn shared_frames(
 
 fn to_frame(f: &SourceFrame) -> Frame {
     Frame::new(f.function.clone(), f.file.clone(), f.line)
+}
+
+/// Cumulative hits of each lock site (all of them, attached or not).
+fn lock_site_hits(attached: &Attached) -> Vec<u64> {
+    let n = attached.lock_sites();
+    attached
+        .ebpf
+        .map("SITE_HITS")
+        .and_then(|m| PerCpuArray::<_, u64>::try_from(m).ok())
+        .map(|arr| {
+            (0..n as u32)
+                .map(|i| arr.get(&i, 0).map(|v| v.iter().sum()).unwrap_or(0))
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// A pidfd becomes readable when the process exits: no polling of /proc.

@@ -676,7 +676,14 @@ impl Ctx {
         if !self.p.quick {
             for round in 0..self.p.rounds {
                 eprintln!("bench: {w}: round {}/{}", round + 1, self.p.rounds);
-                for row in rows.iter_mut().filter(|r| r.na.is_none() && !r.once) {
+                // Each round starts one configuration later, so that none always
+                // runs first (or right after the same neighbour).
+                let k = rows.len();
+                for j in 0..k {
+                    let row = &mut rows[(j + round) % k];
+                    if row.na.is_some() || row.once {
+                        continue;
+                    }
                     match self.run_workload(row.config, &args(row.n))? {
                         Some(s) => row.samples.push(s),
                         None => row.na = self.na.get(row.config.id).cloned(),
@@ -695,7 +702,11 @@ impl Ctx {
             .map(|c| Row::new("httpservice", c, 0))
             .collect();
         for round in 0..self.p.http_rounds {
-            for row in rows.iter_mut() {
+            // Rotated each round, as for the workloads: the service's throughput
+            // drifts over a round, and a fixed order would charge it to one mode.
+            let k = rows.len();
+            for j in 0..k {
+                let row = &mut rows[(j + round) % k];
                 if row.na.is_some() || (row.once && round > 0) {
                     continue;
                 }
@@ -2011,7 +2022,7 @@ impl Report<'_> {
         let _ = writeln!(
             md,
             "Method: configurations alternate run by run (untraced, tracer modes, Go's tools, \
-             then again) for {} round(s); a ratio is a configuration's throughput divided by \
+             then again, each round starting one configuration later) for {} round(s); a ratio is a configuration's throughput divided by \
              the untraced throughput of the same round, and the tables quote the median of \
              those ratios (1.000 = no cost, 0.900 = 10% slower). {sizing} A tracer mode whose \
              session costs more than {SLOW_SESSION_SECS} s on top of its workload runs once per \

@@ -9,7 +9,7 @@ use crate::input::{shared_str_cmp, Frame, Parked};
 /// What makes goroutines "the same" for leak detection: blocked at the same line,
 /// started by the same `go` statement, for the same reason. Goroutines leaked by one
 /// bug share all three, while unrelated goroutines rarely do.
-#[derive(Debug, Clone, Eq, Hash)]
+#[derive(Debug, Clone, Eq)]
 pub struct GroupKey {
     pub site: Frame,
     pub created_by: Option<Frame>,
@@ -19,6 +19,14 @@ pub struct GroupKey {
 impl PartialEq for GroupKey {
     fn eq(&self, other: &Self) -> bool {
         self.cmp(other).is_eq()
+    }
+}
+
+impl std::hash::Hash for GroupKey {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.site.hash(state);
+        self.created_by.hash(state);
+        self.wait_reason.hash(state);
     }
 }
 
