@@ -168,6 +168,8 @@ pub mod counter {
     pub const HELD_OVERFLOW: u32 = 28;
     /// Instance lock-order edges not sent: their site pair had sent enough.
     pub const EDGES_CAPPED: u32 = 29;
+    /// Hits of the lock sites, all together (what the budget charges).
+    pub const LOCK_SITE_HITS: u32 = 30;
     /// Size of the array.
     pub const COUNT: u32 = 32;
 }

@@ -54,10 +54,6 @@ static EXIT_HOLD: Array<u64> = Array::with_max_entries(1, 0);
 #[map]
 static LOCK_SITES: Array<LockSiteInfo> = Array::with_max_entries(1 << 16, 0);
 
-/// Hits per lock site: the overhead budget detaches the hottest.
-#[map]
-static SITE_HITS: PerCpuArray<u64> = PerCpuArray::with_max_entries(1 << 16, 0);
-
 /// goid -> the locks it holds now.
 #[map]
 static HELD: LruHashMap<u64, HeldLocks> = LruHashMap::with_max_entries(1 << 16, 0);
@@ -201,7 +197,12 @@ fn emit(ev: &Event) {
 }
 
 /// `gopark(unlockf, lock, reason waitReason, traceReason, traceskip)`.
-#[uprobe]
+///
+/// A multi-uprobe link, like `go_ready`, although it has one site: the budget
+/// detaches it, and a perf-event uprobe's breakpoint stayed in the target's text
+/// for 100-250 ms after the detach (the target trapping at full cost, the program
+/// no longer counting), where a multi link's goes at once.
+#[uprobe(multi)]
 pub fn go_park(ctx: ProbeContext) -> u32 {
     count(kind::PARK);
     let r = regs(&ctx);
@@ -319,7 +320,7 @@ fn park_stack(ctx: &ProbeContext, r: &pt_regs) -> i64 {
 }
 
 /// `ready(gp *g, traceskip int, next bool)`: runs on g0; gp is in RAX.
-#[uprobe]
+#[uprobe(multi)]
 pub fn go_ready(ctx: ProbeContext) -> u32 {
     count(kind::READY);
     let r = regs(&ctx);
@@ -514,10 +515,7 @@ pub fn go_lock(ctx: ProbeContext) -> u32 {
     let Some(info) = LOCK_SITES.get(site) else {
         return 0;
     };
-    if let Some(hits) = SITE_HITS.get_ptr_mut(site) {
-        // SAFETY: per-CPU slot.
-        unsafe { *hits += 1 };
-    }
+    count(counter::LOCK_SITE_HITS);
     let r = regs(&ctx);
     if info.if_zf != 0 && r.eflags & EFLAGS_ZF == 0 {
         return 0;

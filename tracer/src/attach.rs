@@ -266,7 +266,6 @@ pub fn attach(
             "CLASS_EDGES",
             "HOLD_HIST",
             "LOCK_SITES",
-            "SITE_HITS",
         ] {
             loader.map_max_entries(name, 1);
         }

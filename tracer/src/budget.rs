@@ -30,19 +30,26 @@ pub const PARK_HIT_NS: f64 = 5_000.0;
 /// The shortest time lock sites stay detached: re-attaching them replaces one
 /// multi-uprobe link, which waits for an RCU grace period.
 pub const LOCK_MIN_OFF: Duration = Duration::from_secs(1);
-/// The shortest time lock sites stay attached once on (one budget tick): each
-/// on-period is paid in full, so a short one keeps the overdraft small.
-pub const LOCK_MIN_ON: Duration = Duration::from_millis(100);
+/// The shortest time lock sites stay attached once on: each on-period is paid in
+/// full, so a short one keeps the overdraft small; each switch writes 2 x N
+/// breakpoints into and out of the target's text, so not too short.
+pub const LOCK_MIN_ON: Duration = Duration::from_millis(50);
 /// The shortest time the park probes stay detached.
 pub const PARK_MIN_OFF: Duration = Duration::from_millis(200);
-/// The shortest time the park probes stay attached.
-pub const PARK_MIN_ON: Duration = Duration::from_millis(100);
+/// The shortest time the park probes stay attached (one budget tick): a program
+/// that parks a million times a second pays for this at up to 30x its cost.
+pub const PARK_MIN_ON: Duration = Duration::from_millis(20);
+/// How often the budget is checked.
+pub const TICK: Duration = Duration::from_millis(20);
+/// The peak estimate is taken over this much on-time: the target's CPU time comes
+/// in 10 ms clock ticks, too coarse for one budget tick.
+const ESTIMATE_WINDOW: Duration = Duration::from_millis(200);
 /// The longest: probes are observed at least this often, whatever they cost.
 const MAX_OFF: Duration = Duration::from_secs(30);
 /// Credit at start and the most that can be saved, in seconds of target CPU time
-/// at the budget's rate (at 5%, 100 ms of probe cost): enough to see a short
+/// at the budget's rate (at 5%, 25 ms of probe cost): enough to see a short
 /// program's first moments, too little for an idle stretch to buy a long burst.
-const CREDIT_CPU_S: f64 = 2.0;
+const CREDIT_CPU_S: f64 = 0.5;
 /// The target's CPU time is counted as at least a tenth of a core: a nearly idle
 /// target is not slowed by a few traps, and its CPU time, in 10 ms ticks, says
 /// nothing at this scale.
@@ -87,7 +94,10 @@ pub struct Budget {
     started: Instant,
     off_time: Duration,
     switches: u64,
-    /// Highest estimated overhead over one tick, percent.
+    /// Cost, CPU time and length of the current estimate window, which counts
+    /// on-time only: the estimate says what the probes cost when on.
+    window: (f64, f64, Duration),
+    /// Highest estimated overhead over one window, percent.
     pub peak_estimate: f64,
 }
 
@@ -120,6 +130,7 @@ impl Budget {
             started: now,
             off_time: Duration::ZERO,
             switches: 0,
+            window: (0.0, 0.0, Duration::ZERO),
             peak_estimate: 0.0,
         }
     }
@@ -147,10 +158,24 @@ impl Budget {
         // The target's CPU time includes the probes' cost.
         let cpu = (cpu_ns.saturating_sub(last_cpu) as f64).max(dt.as_nanos() as f64 * CPU_FLOOR);
         let cost = hits_d as f64 * self.unit.cost_ns + fixed as f64;
-        self.peak_estimate = self.peak_estimate.max(100.0 * cost / cpu.max(1.0));
+        if self.on {
+            self.window.0 += cost;
+            self.window.1 += cpu;
+            self.window.2 += dt;
+            if self.window.2 >= ESTIMATE_WINDOW {
+                let (c, t, _) = self.window;
+                self.peak_estimate = self.peak_estimate.max(100.0 * c / t.max(1.0));
+                self.window = (0.0, 0.0, Duration::ZERO);
+            }
+        }
         self.credit_ns =
             (self.credit_ns + self.percent / 100.0 * cpu - cost).min(Self::cap(self.percent));
         let in_state = now.saturating_duration_since(self.since);
+        log::debug!(
+            "budget: on={} credit={:.0} ns cpu={cpu:.0} ns cost={cost:.0} ns for {in_state:?}",
+            self.on,
+            self.credit_ns
+        );
         if self.on {
             self.period_cost_ns += hits_d as f64 * self.unit.cost_ns;
             if self.credit_ns >= 0.0 || in_state < self.unit.min_on {
@@ -161,8 +186,9 @@ impl Budget {
             return Some(Switch::Off);
         }
         // Back on when the account can pay for the shortest on-period at the last
-        // one's rate (the fixed cost keeps being charged meanwhile).
-        let next = self.on_cost_rate * self.unit.min_on.as_secs_f64();
+        // one's rate (the fixed cost keeps being charged meanwhile), or is full.
+        let next =
+            (self.on_cost_rate * self.unit.min_on.as_secs_f64()).min(Self::cap(self.percent));
         let due = in_state >= MAX_OFF.max(self.unit.min_off);
         if due || (in_state >= self.unit.min_off && self.credit_ns >= next) {
             self.switch(true, now);
@@ -194,11 +220,18 @@ impl Budget {
             self.last_tick.elapsed()
         };
         let off = (self.off_time + pending).as_secs_f64();
+        // A run shorter than one window still gets an estimate.
+        let (c, t, _) = self.window;
+        let peak = if t > 0.0 {
+            self.peak_estimate.max(100.0 * c / t)
+        } else {
+            self.peak_estimate
+        };
         BudgetReport {
             budget_percent: self.percent,
             on_fraction: (1.0 - off / elapsed).clamp(0.0, 1.0),
             switches_off: self.switches,
-            peak_estimate_percent: self.peak_estimate,
+            peak_estimate_percent: peak,
         }
     }
 }

@@ -158,6 +158,11 @@ pub struct Session<'t> {
     stopped_pending: bool,
     /// Recent times (monotonic ns, from..to) when the lock sites were switched.
     lock_switches: Vec<(u64, u64)>,
+    /// Held sets as they were when the lock sites last went off (goid -> when,
+    /// locks): the switch purges the kernel's, yet a goroutine parked since then
+    /// has not run, so it still holds exactly these. A deadlock that formed while
+    /// the sites were on stays visible after they go off.
+    frozen_held: std::collections::HashMap<u64, (u64, tracer_common::HeldLocks)>,
     /// Lock records dropped because they were written during a switch.
     pub lock_events_skipped: u64,
 }
@@ -226,6 +231,7 @@ impl<'t> Session<'t> {
             target_stopped: false,
             stopped_pending: false,
             lock_switches: Vec::new(),
+            frozen_held: Default::default(),
             lock_events_skipped: 0,
         })
     }
@@ -319,15 +325,27 @@ impl<'t> Session<'t> {
     /// Wait-for links among parked goroutines: each blocked in a lock, with a
     /// goroutine that holds that lock (from the kernel's held sets).
     fn wait_links(&self) -> Vec<WaitLink> {
-        let Some(map) = self.attached.as_ref().and_then(|a| a.ebpf.map("HELD")) else {
-            return Vec::new();
-        };
-        let Ok(held) = aya::maps::HashMap::<_, u64, tracer_common::HeldLocks>::try_from(map) else {
-            return Vec::new();
-        };
+        let mut sets = self.held_sets();
+        // Frozen sets count for goroutines parked since before their freeze, as
+        // a read has just confirmed (a read ends every park it does not list).
+        let fresh = self
+            .last_snapshot
+            .is_some_and(|t| monotonic_ns().saturating_sub(t) < 100_000_000);
+        if fresh {
+            for (goid, (at, h)) in &self.frozen_held {
+                let still = self
+                    .analyzer
+                    .model()
+                    .goroutine(*goid)
+                    .is_some_and(|p| p.parked.since_ns <= *at);
+                if still && !sets.contains_key(goid) {
+                    sets.insert(*goid, *h);
+                }
+            }
+        }
         // lock -> [(goid, read)]
         let mut holders: std::collections::HashMap<u64, Vec<(u64, bool)>> = Default::default();
-        for (goid, h) in held.iter().filter_map(Result::ok) {
+        for (goid, h) in sets {
             for i in 0..(h.n as usize).min(tracer_common::MAX_HELD) {
                 holders
                     .entry(h.locks[i])
@@ -374,34 +392,68 @@ impl<'t> Session<'t> {
         links
     }
 
+    /// The kernel's held sets, by goid.
+    fn held_sets(&self) -> std::collections::HashMap<u64, tracer_common::HeldLocks> {
+        let Some(map) = self.attached.as_ref().and_then(|a| a.ebpf.map("HELD")) else {
+            return Default::default();
+        };
+        let Ok(held) = aya::maps::HashMap::<_, u64, tracer_common::HeldLocks>::try_from(map) else {
+            return Default::default();
+        };
+        held.iter().filter_map(Result::ok).collect()
+    }
+
+    /// Before the lock sites go off (and the kernel's held sets are purged): looks
+    /// for deadlocks with the sets as they are, and keeps them for the goroutines
+    /// that stay parked.
+    fn freeze_held(&mut self) {
+        self.check_deadlocks();
+        let now = monotonic_ns();
+        // Older freezes stand for goroutines parked since; the rest are dropped.
+        let model = self.analyzer.model();
+        self.frozen_held.retain(|goid, (at, _)| {
+            model
+                .goroutine(*goid)
+                .is_some_and(|p| p.parked.since_ns <= *at)
+        });
+        for (goid, h) in self.held_sets() {
+            if h.n > 0 {
+                self.frozen_held.insert(goid, (now, h));
+            }
+        }
+    }
+
     /// Measures probe hits against the target's CPU time and turns probes off or
     /// on as the budgets say. Lock sites come first (lock-order findings depend on
     /// which stay on); the park probes get what the lock sites and the agent leave.
     fn apply_budget(&mut self) {
-        let Some(attached) = self.attached.as_mut() else {
-            return;
-        };
         let Some(cpu) = crate::budget::process_cpu_ns(self.pid) else {
             return;
         };
         let now = std::time::Instant::now();
-        let n = attached.lock_sites();
-        let lock_hits = lock_site_hits(attached);
-        let lock_total: u64 = lock_hits.iter().sum();
-        if let Some(budget) = self.budget.as_mut() {
-            if let Some(switch) = budget.tick(lock_total, cpu, 0, now) {
-                let from = monotonic_ns();
-                let on = switch == crate::budget::Switch::On;
-                if let Err(e) = attached.set_active(vec![on; n]) {
-                    log::warn!("budget: switching the lock sites failed: {e}");
-                }
-                // Records of the switch may still be in the ring buffer for a
-                // while: windows are kept for 10 s.
-                let to = monotonic_ns();
-                self.lock_switches
-                    .retain(|(_, end)| to - end < 10_000_000_000);
-                self.lock_switches.push((from, to));
+        let lock_total = self.attached.as_ref().map_or(0, lock_site_hits);
+        let lock_switch = self
+            .budget
+            .as_mut()
+            .and_then(|b| b.tick(lock_total, cpu, 0, now));
+        if lock_switch == Some(crate::budget::Switch::Off) {
+            self.freeze_held();
+        }
+        let Some(attached) = self.attached.as_mut() else {
+            return;
+        };
+        if let Some(switch) = lock_switch {
+            let from = monotonic_ns();
+            let on = switch == crate::budget::Switch::On;
+            if let Err(e) = attached.set_active(vec![on; attached.lock_sites()]) {
+                log::warn!("budget: switching the lock sites failed: {e}");
             }
+            // Records of the switch may still be in the ring buffer for a while:
+            // windows are kept for 10 s.
+            let to = monotonic_ns();
+            self.lock_switches
+                .retain(|(_, end)| to - end < 10_000_000_000);
+            self.lock_switches.push((from, to));
         }
         let Some(budget) = self.park_budget.as_mut() else {
             return;
@@ -656,10 +708,10 @@ impl<'t> Session<'t> {
     }
 
     /// Runs the detectors and prints what newly fired (at most once a second); the
-    /// budget is checked every 100 ms, so hot probes are detached fast.
+    /// budget is checked every 20 ms, so hot probes are detached fast.
     pub fn tick(&mut self) {
         let now = monotonic_ns();
-        if now.saturating_sub(self.last_budget) >= 100_000_000 {
+        if now.saturating_sub(self.last_budget) >= crate::budget::TICK.as_nanos() as u64 {
             self.last_budget = now;
             self.apply_budget();
         }
@@ -971,10 +1023,7 @@ impl<'t> Session<'t> {
                 c.hits.push((name.to_string(), n));
             }
         }
-        let lock_hits: u64 = self
-            .attached
-            .as_ref()
-            .map_or(0, |a| lock_site_hits(a).iter().sum());
+        let lock_hits = self.attached.as_ref().map_or(0, lock_site_hits);
         if lock_hits > 0 {
             c.hits.push(("lock_sites".to_string(), lock_hits));
         }
@@ -1006,19 +1055,14 @@ fn to_frame(f: &SourceFrame) -> Frame {
     Frame::new(f.function.clone(), f.file.clone(), f.line)
 }
 
-/// Cumulative hits of each lock site (all of them, attached or not).
-fn lock_site_hits(attached: &Attached) -> Vec<u64> {
-    let n = attached.lock_sites();
+/// Cumulative hits of the lock sites, all together.
+fn lock_site_hits(attached: &Attached) -> u64 {
     attached
         .ebpf
-        .map("SITE_HITS")
+        .map("COUNTERS")
         .and_then(|m| PerCpuArray::<_, u64>::try_from(m).ok())
-        .map(|arr| {
-            (0..n as u32)
-                .map(|i| arr.get(&i, 0).map(|v| v.iter().sum()).unwrap_or(0))
-                .collect()
-        })
-        .unwrap_or_default()
+        .and_then(|arr| arr.get(&counter::LOCK_SITE_HITS, 0).ok())
+        .map_or(0, |v| v.iter().sum())
 }
 
 /// A pidfd becomes readable when the process exits: no polling of /proc.
