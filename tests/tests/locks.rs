@@ -11,15 +11,21 @@ fn run_locks(
     build_flags: &[&str],
     only: &str,
 ) -> (HashMap<String, Record>, Vec<serde_json::Value>) {
-    run_locks_budget(go, build_flags, only, "5")
+    let (cases, findings, _) = run_locks_budget(go, build_flags, only, "5");
+    (cases, findings)
 }
 
+/// Also returns the `budget` line.
 fn run_locks_budget(
     go: Go,
     build_flags: &[&str],
     only: &str,
     budget: &str,
-) -> (HashMap<String, Record>, Vec<serde_json::Value>) {
+) -> (
+    HashMap<String, Record>,
+    Vec<serde_json::Value>,
+    serde_json::Value,
+) {
     let bin = build_fixture("locks", go, build_flags);
     let (code, out, err) = run_tracer(
         &[
@@ -50,7 +56,7 @@ fn run_locks_budget(
         .into_iter()
         .filter(|v| v["kind"] == "lock")
         .collect();
-    (cases, findings)
+    (cases, findings, json_line(&out, "budget"))
 }
 
 fn addr(r: &Record, key: &str) -> u64 {
@@ -78,7 +84,7 @@ fn inversion<'a>(
 }
 
 fn check_all(go: Go, build_flags: &[&str], class_level: bool, budget: &str) {
-    let (cases, findings) = run_locks_budget(
+    let (cases, findings, budget_line) = run_locks_budget(
         go,
         build_flags,
         "abba,abba_deadlock,three,class,double,rwrecursive,negative",
@@ -90,6 +96,15 @@ fn check_all(go: Go, build_flags: &[&str], class_level: bool, budget: &str) {
             .unwrap_or_else(|| panic!("no summary for {n}: {cases:?}"))
     };
     let ctx = serde_json::to_string_pretty(&findings).unwrap();
+    if budget != "0" {
+        // The negative cases lock in loops: the budget turns the lock sites off
+        // after the deadlock has formed, and the deadlock must still be reported
+        // (from the held sets kept at the switch).
+        assert!(
+            budget_line["lock_sites_switched_off"].as_u64().unwrap_or(0) > 0,
+            "the lock sites were never switched off: {budget_line}"
+        );
+    }
 
     let abba = case("abba");
     let ab = BTreeSet::from([addr(abba, "mutexA"), addr(abba, "mutexB")]);
