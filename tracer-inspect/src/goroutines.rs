@@ -13,6 +13,8 @@ const G_SCAN: u32 = 0x1000;
 const MAX_FRAMES: usize = 64;
 /// How much of a parked goroutine's stack is copied in one read for the frame walk.
 const STACK_CHUNK: usize = 4096;
+/// Goroutines read per block: 1,024 g structs and stack chunks are about 5 MB.
+const BLOCK: usize = 1024;
 
 /// One goroutine as the runtime describes it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -86,6 +88,7 @@ pub fn snapshot_with(
         off("runtime.g.sched.bp").unwrap_or(0),
         off("runtime.g.waiting").unwrap_or(0),
         off("runtime.g.trackingSeq").unwrap_or(0),
+        off("runtime.g.stack.hi").unwrap_or(8),
     ];
     let g_size = (*fields.iter().max()? + 8) as usize;
     // allgs is a slice: (ptr, len, cap).
@@ -97,68 +100,117 @@ pub fn snapshot_with(
     }
     let mut gptrs = vec![0u8; len * 8];
     mem.read(ptr, &mut gptrs).ok()?;
+    let gptrs: Vec<u64> = gptrs
+        .as_chunks::<8>()
+        .0
+        .iter()
+        .map(|c| u64::from_le_bytes(*c))
+        .collect();
     let sudog_c = off("runtime.sudog.c");
 
     let mut snap = Snapshot::default();
-    let mut buf = vec![0u8; g_size];
-    let mut stack = vec![0u8; STACK_CHUNK];
-    for chunk in gptrs.as_chunks::<8>().0 {
-        let g = u64::from_le_bytes(*chunk);
-        if g == 0 || mem.read(g, &mut buf).is_err() {
-            snap.skipped += 1;
-            continue;
+    // In blocks, each read batched (see `Memory::read_each`), so that the buffers
+    // stay small with 100,000 goroutines; allocated once (fresh pages for each block
+    // were a fifth of a read).
+    let mut gbuf = vec![0u8; BLOCK * g_size];
+    let mut stacks = vec![0u8; BLOCK * STACK_CHUNK];
+    let mut chans = vec![0u8; BLOCK * 8];
+    for block in gptrs.chunks(BLOCK) {
+        let read = mem.read_each(block, g_size, &mut gbuf);
+        // Parked goroutines of the block: (raw, g, sp, bp, g.waiting, g.stack.hi).
+        let mut parked: Vec<(RawGoroutine, u64, u64, u64, u64, u64)> = Vec::new();
+        for (k, &g) in block.iter().enumerate() {
+            if !read[k] {
+                snap.skipped += 1;
+                continue;
+            }
+            let buf = &gbuf[k * g_size..(k + 1) * g_size];
+            let status = le32(buf, status_off);
+            let base_status = status & !G_SCAN;
+            if base_status == G_DEAD || base_status == 0 {
+                continue;
+            }
+            snap.live += 1;
+            let mut raw = RawGoroutine {
+                goid: le64(buf, goid_off),
+                status,
+                wait_reason: buf[fields[2] as usize],
+                wait_since: le64(buf, fields[3]) as i64,
+                gopc: le64(buf, fields[4]),
+                startpc: le64(buf, fields[5]),
+                parent_goid: if fields[6] != 0 {
+                    le64(buf, fields[6])
+                } else {
+                    0
+                },
+                pcs: Vec::new(),
+                waiting_chan: 0,
+                tracking_seq: (fields[11] != 0).then(|| buf[fields[11] as usize]),
+                sched_pc: 0,
+            };
+            if !raw.is_waiting() {
+                snap.goroutines.push(raw);
+                continue;
+            }
+            raw.sched_pc = le64(buf, fields[7]);
+            let (sp, bp, w, hi) = (
+                le64(buf, fields[8]),
+                le64(buf, fields[9]),
+                le64(buf, fields[10]),
+                le64(buf, fields[12]),
+            );
+            parked.push((raw, g, sp, bp, w, hi));
         }
-        let status = le32(&buf, status_off);
-        let base_status = status & !G_SCAN;
-        if base_status == G_DEAD || base_status == 0 {
-            continue;
-        }
-        snap.live += 1;
-        let mut raw = RawGoroutine {
-            goid: le64(&buf, goid_off),
-            status,
-            wait_reason: buf[fields[2] as usize],
-            wait_since: le64(&buf, fields[3]) as i64,
-            gopc: le64(&buf, fields[4]),
-            startpc: le64(&buf, fields[5]),
-            parent_goid: if fields[6] != 0 {
-                le64(&buf, fields[6])
-            } else {
-                0
-            },
-            pcs: Vec::new(),
-            waiting_chan: 0,
-            tracking_seq: (fields[11] != 0).then(|| buf[fields[11] as usize]),
-            sched_pc: 0,
-        };
-        if !raw.is_waiting() {
-            snap.goroutines.push(raw);
-            continue;
-        }
-        let (pc, sp, bp) = (
-            le64(&buf, fields[7]),
-            le64(&buf, fields[8]),
-            le64(&buf, fields[9]),
-        );
-        raw.sched_pc = pc;
-        if !known(&raw) {
-            raw.pcs = walk(mem, pc, sp, bp, &mut stack);
-        }
-        if let (Some(c_off), w) = (sudog_c, le64(&buf, fields[10])) {
-            if w != 0 {
-                raw.waiting_chan = mem.u64(w + c_off).unwrap_or(0);
+        // Stacks of the parks the caller does not know yet: one chunk each, not
+        // beyond the stack's top (reading memory the target never touched would
+        // make the kernel give it pages).
+        let walk: Vec<bool> = parked.iter().map(|p| !known(&p.0)).collect();
+        let chunks: Vec<(u64, usize)> = parked
+            .iter()
+            .zip(&walk)
+            .map(|(p, w)| {
+                let len = (p.5.saturating_sub(p.2) as usize).min(STACK_CHUNK);
+                if *w {
+                    (p.2, len)
+                } else {
+                    (0, 0)
+                }
+            })
+            .collect();
+        let have = mem.read_pieces(&chunks, STACK_CHUNK, &mut stacks);
+        for (k, p) in parked.iter_mut().enumerate() {
+            if walk[k] {
+                let chunk = &stacks[k * STACK_CHUNK..k * STACK_CHUNK + chunks[k].1];
+                p.0.pcs = walk_stack(mem, p.0.sched_pc, p.2, p.3, have[k].then_some(chunk));
             }
         }
-        // Re-validate: the goroutine must still be the same one, still parked.
-        if mem.read(g, &mut buf).is_err()
-            || le64(&buf, goid_off) != raw.goid
-            || le32(&buf, status_off) & !G_SCAN != G_WAITING
-            || (fields[11] != 0 && Some(buf[fields[11] as usize]) != raw.tracking_seq)
-        {
-            snap.skipped += 1;
-            continue;
+        if let Some(c_off) = sudog_c {
+            let addrs: Vec<u64> = parked
+                .iter()
+                .map(|p| if p.4 != 0 { p.4 + c_off } else { 0 })
+                .collect();
+            let ok = mem.read_each(&addrs, 8, &mut chans);
+            for (k, p) in parked.iter_mut().enumerate() {
+                if ok[k] {
+                    p.0.waiting_chan = le64(&chans[k * 8..], 0);
+                }
+            }
         }
-        snap.goroutines.push(raw);
+        // Re-validate: each must still be the same goroutine, still in the same park.
+        let gs: Vec<u64> = parked.iter().map(|p| p.1).collect();
+        let again = mem.read_each(&gs, g_size, &mut gbuf);
+        for (k, (raw, ..)) in parked.into_iter().enumerate() {
+            let buf = &gbuf[k * g_size..(k + 1) * g_size];
+            if !again[k]
+                || le64(buf, goid_off) != raw.goid
+                || le32(buf, status_off) & !G_SCAN != G_WAITING
+                || (fields[11] != 0 && Some(buf[fields[11] as usize]) != raw.tracking_seq)
+            {
+                snap.skipped += 1;
+                continue;
+            }
+            snap.goroutines.push(raw);
+        }
     }
     Some(snap)
 }
@@ -177,13 +229,14 @@ fn le32(buf: &[u8], off: u64) -> u32 {
         .unwrap_or(0)
 }
 
-/// Frame-pointer walk from a parked goroutine's saved registers. Reads one chunk of
-/// stack from `sp` and walks inside it, reading more only when a frame lies beyond.
-fn walk(mem: &Memory, pc: u64, sp: u64, mut bp: u64, stack: &mut [u8]) -> Vec<u64> {
+/// Frame-pointer walk from a parked goroutine's saved registers, inside `stack`
+/// (the chunk read from `sp`, when it could be read), reading more only when a frame
+/// lies beyond.
+fn walk_stack(mem: &Memory, pc: u64, sp: u64, mut bp: u64, stack: Option<&[u8]>) -> Vec<u64> {
     let mut pcs = vec![pc];
-    let have = mem.read(sp, stack).is_ok();
+    let stack = stack.unwrap_or(&[]);
     let read = |addr: u64| -> Option<u64> {
-        if have && addr >= sp && addr + 8 <= sp + stack.len() as u64 {
+        if addr >= sp && addr + 8 <= sp + stack.len() as u64 {
             let o = (addr - sp) as usize;
             Some(u64::from_le_bytes(stack[o..o + 8].try_into().ok()?))
         } else {

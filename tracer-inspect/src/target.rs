@@ -50,6 +50,7 @@ pub const FIELDS: &[(&str, &[&str])] = &[
             "sched.pc",
             "sched.sp",
             "sched.bp",
+            "stack.hi",
             "trackingSeq",
         ],
     ),
