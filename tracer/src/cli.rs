@@ -65,10 +65,10 @@ pub struct TraceOpts {
     #[arg(long, value_enum, default_value_t = Mode::Parks)]
     pub mode: Mode,
     /// The slowdown, in percent of the target's CPU time, the probes may cost (parks
-    /// and locks modes). Above it the park probes and the hottest lock sites are
-    /// detached for a while and put back later, so they are sampled; leak and
-    /// long-park detection do not depend on them (memory is read every second).
-    /// 0 turns the budget off: every park and lock operation is seen.
+    /// and locks modes). When their estimated cost would exceed it, the park probes
+    /// and the lock sites are detached for a while and put back later, so they are
+    /// sampled; leak and long-park detection do not depend on them (memory is read
+    /// every second). 0 turns the budget off: every park and lock operation is seen.
     #[arg(long, alias = "lock-budget", default_value_t = 5.0)]
     pub budget: f64,
     /// Print one line per event as it happens (parks with wait reason, wakes, exits,
