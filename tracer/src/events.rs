@@ -3,13 +3,14 @@ use serde::Serialize;
 use std::collections::HashMap;
 use std::sync::Arc;
 
-/// A map for the per-record caches: their keys are PCs and stack ids from our own
-/// probes, so the DoS-resistant default hasher only costs time.
-pub type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 use tracer_analysis::Object;
 use tracer_common::{kind, Event, EVENT_SIZE};
 use tracer_inspect::lines::SourceFrame;
 use tracer_inspect::TargetInfo;
+
+/// A map for the per-record caches: their keys are PCs and stack ids from our own
+/// probes, so the DoS-resistant default hasher only costs time.
+pub type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 
 /// Reinterprets one ring-buffer record. Short records (should not happen) are refused.
 pub fn decode(bytes: &[u8]) -> Option<Event> {
