@@ -113,6 +113,13 @@ fn events_match_fixture(go: Go) {
         found,
         "second attach did not report goroutine {goid}: {out}"
     );
+    // Every symbol and struct field the tracer looks for exists in a supported Go.
+    let summary = json_line(&out, "summary");
+    assert_eq!(
+        summary["symbols_missing"],
+        serde_json::json!([]),
+        "{summary}"
+    );
     assert!(fixture.alive(), "target died");
 }
 

@@ -35,20 +35,35 @@ pub fn load(bin: &Binary) -> Result<Option<Dwarf>, InspectError> {
     Ok(Some(dwarf))
 }
 
+/// Struct-typed fields the tracer reads into, and their types: a field named
+/// `sched.pc` is `sched`'s offset plus `pc`'s in `runtime.gobuf`.
+const NESTED: &[(&str, &str)] = &[("sched", "runtime.gobuf"), ("stack", "runtime.stack")];
+
+/// What `member_offsets` found.
+#[derive(Debug, Default)]
+pub struct MemberOffsets {
+    /// `type.field` -> byte offset.
+    pub offsets: HashMap<String, u64>,
+    /// `type.field` names of types the binary has but without that field. Types
+    /// it lacks altogether are not here: the program does not use them.
+    pub missing: Vec<String>,
+}
+
 /// Byte offsets of the fields of the named struct types, for the fields asked for.
-/// Nested fields are named with a dot (`sched.pc` is `sched` plus `pc` in `gobuf`).
+/// Nested fields are named with a dot (see `NESTED`).
 /// Walks type DIEs only until every requested struct is found.
 pub fn member_offsets(
     dwarf: &Dwarf,
     wanted: &[(&str, &[&str])],
-) -> Result<HashMap<String, u64>, gimli::Error> {
+) -> Result<MemberOffsets, gimli::Error> {
     // struct name -> (field name -> (offset, type offset))
     let mut structs: HashMap<String, HashMap<String, (u64, Option<gimli::UnitOffset>)>> =
         HashMap::new();
     let mut needed: Vec<String> = wanted.iter().map(|(s, _)| s.to_string()).collect();
-    // Nested struct types (e.g. runtime.gobuf) are needed too.
-    if !needed.iter().any(|n| n == "runtime.gobuf") {
-        needed.push("runtime.gobuf".to_string());
+    for (_, nested) in NESTED {
+        if !needed.iter().any(|n| n == nested) {
+            needed.push(nested.to_string());
+        }
     }
     let mut units = dwarf.units();
     while let Some(header) = units.next()? {
@@ -103,27 +118,35 @@ pub fn member_offsets(
             }
         }
     }
-    let mut out = HashMap::new();
+    let mut out = MemberOffsets::default();
     for (sname, fields) in wanted {
         let Some(members) = structs.get(*sname) else {
+            // A type the program does not use has nothing to read.
             continue;
         };
         for field in *fields {
             let mut parts = field.split('.');
             let first = parts.next().unwrap_or_default();
             let Some(&(mut off, _)) = members.get(first) else {
+                out.missing.push(format!("{sname}.{field}"));
                 continue;
             };
+            let nested = NESTED.iter().find(|(f, _)| *f == first).map(|(_, t)| *t);
             let mut ok = true;
-            // Only gobuf nests in what the tracer reads.
             for part in parts {
-                match structs.get("runtime.gobuf").and_then(|g| g.get(part)) {
+                match nested
+                    .and_then(|t| structs.get(t))
+                    .and_then(|g| g.get(part))
+                {
                     Some(&(o, _)) => off += o,
                     None => ok = false,
                 }
             }
+            let name = format!("{sname}.{field}");
             if ok {
-                out.insert(format!("{sname}.{field}"), off);
+                out.offsets.insert(name, off);
+            } else {
+                out.missing.push(name);
             }
         }
     }

@@ -181,10 +181,12 @@ impl TargetInfo {
         let dwarf = dwarf::load(&binary)?;
         let mut offsets = StructOffsets::default();
         if let Some(d) = &dwarf {
-            offsets.0 = dwarf::member_offsets(d, FIELDS).map_err(|e| InspectError::Dwarf {
+            let found = dwarf::member_offsets(d, FIELDS).map_err(|e| InspectError::Dwarf {
                 path: exe.into(),
                 reason: e.to_string(),
             })?;
+            offsets.0 = found.offsets;
+            missing.extend(found.missing);
         }
         if offsets.get("runtime.g.goid").is_none() {
             return Err(InspectError::NoOffsets {
@@ -192,14 +194,6 @@ impl TargetInfo {
                 what: "no DWARF type information for runtime.g".into(),
                 known: "none without DWARF".into(),
             });
-        }
-        for (s, fields) in FIELDS {
-            for f in *fields {
-                let k = format!("{s}.{f}");
-                if !offsets.0.contains_key(&k) {
-                    missing.push(k);
-                }
-            }
         }
 
         let bias = pid.and_then(|p| load_bias(&binary, p)).unwrap_or(0);
