@@ -31,7 +31,11 @@ fn check_expectations(records: &[Record], out: &str, rule: &str) {
             "{ctx}"
         );
         assert_eq!(f["site"]["function"], e.get("func"), "{ctx}");
-        assert_eq!(f["start_function"], e.get("start"), "{ctx}");
+        // The stack reads as Go's dump does: gopark on top, each frame once (a probe
+        // on gopark's call sites walks from the call, not from gopark).
+        let frames = f["frames"].as_array().expect("frames");
+        assert_eq!(frames[0]["function"], "runtime.gopark", "{ctx}");
+        assert!(frames.windows(2).all(|w| w[0] != w[1]), "{ctx}");
         assert_eq!(f["created_by"]["function"], e.get("creator"), "{ctx}");
         match e.get("object") {
             "nil" => assert_eq!(f["object"]["kind"], "nil_channel", "{ctx}"),

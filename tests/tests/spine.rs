@@ -174,6 +174,56 @@ fn sigterm_and_target_exit_end_the_trace_cleanly() {
 }
 
 #[test]
+fn run_with_a_duration_stops_the_program_it_started() {
+    let bin = build_fixture("chansend", Go::Default, &[]);
+    // The fixture never exits by itself.
+    let (code, out, err) = run_tracer(
+        &[
+            "run",
+            "--format",
+            "json",
+            "--duration",
+            "1s",
+            "--",
+            bin.to_str().unwrap(),
+        ],
+        Duration::from_secs(30),
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("stopping PID"), "{err}");
+    assert_eq!(
+        json_line(&out, "summary")["symbols_missing"],
+        serde_json::json!([])
+    );
+    // The goroutine woken every 100 ms: its parks, seen by the probe on gopark's
+    // call sites, are timed under its own source line.
+    let idle = out
+        .lines()
+        .find(|l| l.starts_with("idle "))
+        .expect("the fixture's idle line");
+    let line: u64 = idle
+        .split(' ')
+        .find_map(|kv| kv.strip_prefix("line="))
+        .and_then(|v| v.parse().ok())
+        .expect("line=");
+    let timed = json_lines(&out).into_iter().any(|v| {
+        v["kind"] == "histogram"
+            && v["site"]["function"] == "main.wakeMe"
+            && v["site"]["line"].as_u64() == Some(line)
+            && v["count"].as_u64() > Some(3)
+    });
+    assert!(timed, "no blocking times at main.wakeMe:{line}: {out}");
+    let pid = out
+        .lines()
+        .find_map(|l| l.strip_prefix("pid pid="))
+        .expect("the fixture's pid line");
+    assert!(
+        !std::path::Path::new(&format!("/proc/{pid}")).exists(),
+        "program {pid} still there"
+    );
+}
+
+#[test]
 fn plan_places_no_probe_on_the_stack_check() {
     for go in [Go::Default, Go::Oldest] {
         let bin = build_fixture("chansend", go, &[]);
@@ -201,6 +251,37 @@ fn plan_places_no_probe_on_the_stack_check() {
             assert!(p.contains(prologue), "probe not past the prologue: {p}");
             assert!(!p.contains(" cmp"), "probe on a cmp: {p}");
         }
+    }
+}
+
+#[test]
+fn park_probe_skips_the_callers_that_only_idle() {
+    for go in [Go::Default, Go::Oldest] {
+        let bin = build_fixture("chansend", go, &[]);
+        let (code, out, err) = run_tracer(
+            &["plan", "--exe", bin.to_str().unwrap(), "--mode", "parks"],
+            Duration::from_secs(30),
+        );
+        assert_eq!(code, 0, "{err}");
+        assert!(!out.lines().any(|l| l.starts_with("go_park ")), "{out}");
+        let calls: Vec<&str> = out
+            .lines()
+            .filter(|l| l.starts_with("go_park_call"))
+            .collect();
+        for caller in [
+            "runtime.chansend ",
+            "runtime.chanrecv ",
+            "runtime.selectgo ",
+        ] {
+            assert!(calls.iter().any(|l| l.contains(caller)), "{caller}: {out}");
+        }
+        for idle in ["netpollblock", "time.Sleep"] {
+            assert!(!calls.iter().any(|l| l.contains(idle)), "{idle}: {out}");
+        }
+        assert!(
+            calls.iter().all(|l| l.contains("call runtime.gopark")),
+            "{out}"
+        );
     }
 }
 

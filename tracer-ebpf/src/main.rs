@@ -176,13 +176,19 @@ fn current_goid(r: &pt_regs) -> u64 {
 
 #[inline(always)]
 fn event(kind: u32, r: &pt_regs) -> Event {
+    // The probe sits before `push rbp`: the return address is at the stack top.
+    event_at(kind, read_u64(r.rsp))
+}
+
+/// An event whose probed function returns to `pc`.
+#[inline(always)]
+fn event_at(kind: u32, pc: u64) -> Event {
     Event {
         kind,
         // SAFETY: plain helper calls.
         cpu: unsafe { bpf_get_smp_processor_id() },
         ts_ns: unsafe { bpf_ktime_get_ns() },
-        // The probe sits before `push rbp`: the return address is at the stack top.
-        pc: read_u64(r.rsp),
+        pc,
         stack_id: -1,
         ..Event::default()
     }
@@ -198,18 +204,38 @@ fn emit(ev: &Event) {
 
 /// `gopark(unlockf, lock, reason waitReason, traceReason, traceskip)`.
 ///
-/// A multi-uprobe link, like `go_ready`, although it has one site: the budget
-/// detaches it, and a perf-event uprobe's breakpoint stayed in the target's text
-/// for 100-250 ms after the detach (the target trapping at full cost, the program
-/// no longer counting), where a multi link's goes at once.
+/// At gopark's entry: the `--events` view, which wants every park (`go_park_call`
+/// otherwise). A multi-uprobe link, like `go_ready`, although it has one site: the
+/// budget detaches it, and a perf-event uprobe's breakpoint stayed in the target's
+/// text for 100-250 ms after the detach (the target trapping at full cost, the
+/// program no longer counting), where a multi link's goes at once.
 #[uprobe(multi)]
 pub fn go_park(ctx: ProbeContext) -> u32 {
-    count(kind::PARK);
     let r = regs(&ctx);
+    // The probe sits before `push rbp`: the return address is at the stack top.
+    park(&ctx, r, read_u64(r.rsp))
+}
+
+/// The same park, probed on a `call runtime.gopark` (5 bytes) instead of at its
+/// entry, so that the callers whose parks are all idle waits (the network poller,
+/// `time.Sleep`) do not trap. The arguments are already in their registers; the
+/// return address is the one the call is about to push.
+#[uprobe(multi)]
+pub fn go_park_call(ctx: ProbeContext) -> u32 {
+    let r = regs(&ctx);
+    park(&ctx, r, r.rip + CALL_LEN)
+}
+
+const CALL_LEN: u64 = 5;
+
+/// A park, `ret` being gopark's return address (in its caller).
+#[inline(always)]
+fn park(ctx: &ProbeContext, r: &pt_regs, ret: u64) -> u32 {
+    count(kind::PARK);
     let g = r.r14;
     let goid = goid_of(g);
     if goid == 0 {
-        aya_log_ebpf::warn!(&ctx, "gopark: no goid readable from g {:x}", g);
+        aya_log_ebpf::warn!(ctx, "gopark: no goid readable from g {:x}", g);
     }
     if idle(r.rcx & 0xff) {
         // Idle waits: the agent reads who is parked from memory; the kernel only
@@ -224,7 +250,7 @@ pub fn go_park(ctx: ProbeContext) -> u32 {
         let _ = PARKED.insert(&goid, &state, 0);
         return 0;
     }
-    let mut ev = event(kind::PARK, r);
+    let mut ev = event_at(kind::PARK, ret);
     ev.goid = goid;
     ev.obj = r.rbx;
     ev.arg = r.rcx & 0xff;
@@ -248,7 +274,7 @@ pub fn go_park(ctx: ProbeContext) -> u32 {
         ev.peer_goid = read_u64(g + off);
     }
     if WANT_STACKS.load() != 0 {
-        ev.stack_id = park_stack(&ctx, r);
+        ev.stack_id = park_stack(ctx, r, ret);
     }
     let state = ParkState {
         since_ns: ev.ts_ns,
@@ -284,9 +310,9 @@ fn parked_seq(g: u64) -> u64 {
 /// frame pointers (the caller of gopark, then three frames up: through the runtime's
 /// wrappers into user code).
 #[inline(always)]
-fn stack_key(r: &pt_regs) -> [u64; 4] {
+fn stack_key(r: &pt_regs, ret: u64) -> [u64; 4] {
     let mut key = [0u64; 4];
-    key[0] = read_u64(r.rsp);
+    key[0] = ret;
     let mut bp = r.rbp;
     for slot in key.iter_mut().skip(1) {
         if bp == 0 {
@@ -301,8 +327,8 @@ fn stack_key(r: &pt_regs) -> [u64; 4] {
 /// The user stack of a park. A full walk costs about 2 µs; parks at the same place
 /// share their innermost frames, so the id found for those frames is reused.
 #[inline(always)]
-fn park_stack(ctx: &ProbeContext, r: &pt_regs) -> i64 {
-    let key = stack_key(r);
+fn park_stack(ctx: &ProbeContext, r: &pt_regs, ret: u64) -> i64 {
+    let key = stack_key(r, ret);
     // SAFETY: lookup with a key on the stack.
     if let Some(id) = unsafe { STACK_CACHE.get(&key) } {
         return *id;

@@ -4,6 +4,7 @@
 //! to turn a PC into function, file and line. Knows nothing about BPF.
 pub mod binary;
 pub mod buildinfo;
+pub mod callsites;
 pub mod dwarf;
 pub mod error;
 pub mod goroutines;

@@ -35,14 +35,14 @@ pub struct Attached {
     target: std::path::PathBuf,
     scope: UProbeScope,
     lock_offsets: Vec<u64>,
-    /// (program, file offset) of the probes the budget turns off and on together.
-    park_points: Vec<(&'static str, u64)>,
+    /// (program, file offsets) of the probes the budget turns off and on together.
+    park_points: Vec<(&'static str, Vec<u64>)>,
     parks_on: bool,
 }
 
 /// The park probes: the budget samples them as one unit (a wake without its park,
 /// or the other way round, would be meaningless).
-pub const PARK_PROGRAMS: &[&str] = &["go_park", "go_ready"];
+pub const PARK_PROGRAMS: &[&str] = &["go_park", "go_park_call", "go_ready"];
 
 const LOCK_PROGRAM: &str = "go_lock";
 
@@ -164,7 +164,7 @@ impl Attached {
             return Ok(());
         }
         let (target, scope) = (self.target.clone(), self.scope);
-        for &(name, offset) in &self.park_points {
+        for (name, offsets) in &self.park_points {
             let prog: &mut UProbe = self
                 .ebpf
                 .program_mut(name)
@@ -173,7 +173,9 @@ impl Attached {
                 .map_err(|e| format!("{e}"))?;
             let link = prog
                 .attach(
-                    [UProbeAttachLocation::AbsoluteOffset(offset)],
+                    offsets
+                        .iter()
+                        .map(|&off| UProbeAttachLocation::AbsoluteOffset(off)),
                     &target,
                     scope,
                 )
@@ -250,7 +252,11 @@ pub fn attach(
     for (name, value) in &plan.globals {
         loader.override_global(name, value, true);
     }
-    if !plan.probes.iter().any(|p| p.program == "go_park") {
+    if !plan
+        .probes
+        .iter()
+        .any(|p| p.program == "go_park" || p.program == "go_park_call")
+    {
         // Watch mode: only the exit probe; the park maps are not used.
         for name in ["PARKED", "STACK_CACHE", "PENDING_SEMA", "STACKS"] {
             loader.map_max_entries(name, 1);
@@ -286,10 +292,22 @@ pub fn attach(
     let mut failed = Vec::new();
     let mut runtime_links = Vec::new();
     let mut park_points = Vec::new();
+    // One link per program: the park probe may stand on many call sites.
+    let mut programs: Vec<(&'static str, Vec<u64>, String)> = Vec::new();
     for probe in &plan.probes {
+        match programs.iter_mut().find(|(p, ..)| *p == probe.program) {
+            Some((_, offsets, _)) => offsets.push(probe.file_offset),
+            None => programs.push((probe.program, vec![probe.file_offset], probe.symbol.clone())),
+        }
+    }
+    for (program, offsets, symbol) in programs {
+        let label = match offsets.len() {
+            1 => symbol,
+            n => format!("{symbol} ({n} call sites)"),
+        };
         let result = (|| -> Result<UProbeLinkId, String> {
             let prog: &mut UProbe = ebpf
-                .program_mut(probe.program)
+                .program_mut(program)
                 .ok_or("program missing from the eBPF object")?
                 .try_into()
                 .map_err(|e| format!("{e}"))?;
@@ -297,7 +315,9 @@ pub fn attach(
                 prog.load().map_err(|e| format!("verifier: {e}"))?;
             }
             prog.attach(
-                [UProbeAttachLocation::AbsoluteOffset(probe.file_offset)],
+                offsets
+                    .iter()
+                    .map(|&off| UProbeAttachLocation::AbsoluteOffset(off)),
                 target,
                 scope,
             )
@@ -305,13 +325,13 @@ pub fn attach(
         })();
         match result {
             Ok(link) => {
-                if PARK_PROGRAMS.contains(&probe.program) {
-                    park_points.push((probe.program, probe.file_offset));
+                if PARK_PROGRAMS.contains(&program) {
+                    park_points.push((program, offsets));
                 }
-                runtime_links.push((probe.program, link));
-                attached.push(probe.symbol.clone());
+                runtime_links.push((program, link));
+                attached.push(label);
             }
-            Err(e) => failed.push(format!("{}: {e}", probe.symbol)),
+            Err(e) => failed.push(format!("{label}: {e}")),
         }
     }
     let mut lock_link = None;

@@ -76,6 +76,7 @@ pub struct TraceOpts {
     #[arg(long)]
     pub events: bool,
     /// Stop after this long (e.g. 30s, 5m); default: until Ctrl-C or the target exits.
+    /// `tracer run` then stops the program it started (SIGTERM, SIGKILL after 5 s).
     #[arg(long, value_parser = duration::parse)]
     pub duration: Option<Duration>,
     /// Output format: text (Go goroutine-dump style) or json (JSON Lines, docs/json.md).

@@ -112,6 +112,8 @@ pub fn pcs_key(pcs: &[u64]) -> u64 {
 pub struct Symbolizer<'t> {
     target: &'t TargetInfo,
     bias: u64,
+    /// Where the entry probe of gopark stands (run-time address; 0 if unknown).
+    gopark_probe: u64,
     cache: FastMap<(i64, u64), Vec<SourceFrame>>,
     /// Single PCs (`created by`, start functions): a handful of distinct ones,
     /// looked up for every park record.
@@ -120,9 +122,14 @@ pub struct Symbolizer<'t> {
 
 impl<'t> Symbolizer<'t> {
     pub fn new(target: &'t TargetInfo) -> Self {
+        let bias = target.load_bias();
         Self {
             target,
-            bias: target.load_bias(),
+            bias,
+            gopark_probe: target
+                .funcs
+                .get("gopark")
+                .map_or(0, |f| f.vaddr + f.probe_offset + bias),
             cache: FastMap::default(),
             pcs: Default::default(),
         }
@@ -142,8 +149,13 @@ impl<'t> Symbolizer<'t> {
         }
         let mut pcs: Vec<u64> = Vec::with_capacity(ips.len() + 1);
         let mut it = ips.iter();
-        if let Some(first) = it.next() {
-            pcs.push(*first);
+        if let Some(&first) = it.next() {
+            // A probe on a call to gopark walks from the call itself: gopark goes on
+            // top, and the call (`caller`) after it, as from the probe at its entry.
+            let at_call = caller != 0
+                && self.gopark_probe != 0
+                && first == caller.wrapping_sub(tracer_inspect::callsites::CALL_REL32_LEN);
+            pcs.push(if at_call { self.gopark_probe } else { first });
         }
         let rest: Vec<u64> = it.copied().collect();
         // Kernels since 6.14 add the return address themselves for a probe at a

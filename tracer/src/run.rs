@@ -65,11 +65,51 @@ pub fn run(command: &[String], opts: TraceOpts) -> Result<u8> {
     if result.is_err() {
         // SAFETY: signalling our own child.
         unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+    } else if !exited(pid) {
+        // The trace ended (--duration, Ctrl-C) with the program still running: the
+        // run is over, as with `timeout`; a CI gate must not wait for a server.
+        eprintln!("tracer: stopping PID {pid} (SIGTERM; SIGKILL after {STOP_GRACE:?})");
+        stop(pid);
     }
     let mut status = 0;
     // SAFETY: reaping our own child.
     unsafe { libc::waitpid(pid as i32, &mut status, 0) };
     result
+}
+
+/// How long the program has to exit after SIGTERM.
+const STOP_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// The child has exited (it stays a zombie for the final `waitpid`).
+fn exited(pid: u32) -> bool {
+    // SAFETY: a zeroed siginfo_t is a valid out-parameter.
+    let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+    // SAFETY: waiting on our own child, without reaping it.
+    let r = unsafe {
+        libc::waitid(
+            libc::P_PID,
+            pid,
+            &mut info,
+            libc::WEXITED | libc::WNOHANG | libc::WNOWAIT,
+        )
+    };
+    // SAFETY: si_pid is set by waitid when a child changed state.
+    r != 0 || unsafe { info.si_pid() } != 0
+}
+
+/// SIGTERM, then SIGKILL if the program is still there after `STOP_GRACE`.
+fn stop(pid: u32) {
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(pid as i32, libc::SIGTERM) };
+    let deadline = std::time::Instant::now() + STOP_GRACE;
+    while std::time::Instant::now() < deadline {
+        if exited(pid) {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(pid as i32, libc::SIGKILL) };
 }
 
 fn resolve(prog: &str) -> Result<PathBuf> {
