@@ -11,9 +11,10 @@
 //! The budget is an account, not a rate limit on the last tick: the target's CPU
 //! time earns credit at the budget's rate, the probes' estimated cost is charged
 //! to it, and a unit goes off when the account is overdrawn and back on when it
-//! can pay for its shortest on-period. So the cost over any stretch of the run
-//! stays within the budget plus the small starting credit, also for a short run
-//! whose first moments would otherwise be traced at full cost.
+//! can pay in advance for its shortest on-period and what trails it. So the cost
+//! over any stretch of the run stays within the budget plus the first on-period
+//! (the probes are attached on), also for a short run whose first moments would
+//! otherwise be traced at full cost.
 use serde::Serialize;
 use std::time::{Duration, Instant};
 
@@ -30,10 +31,11 @@ pub const PARK_HIT_NS: f64 = 5_000.0;
 /// The shortest time lock sites stay detached: re-attaching them replaces one
 /// multi-uprobe link, which waits for an RCU grace period.
 pub const LOCK_MIN_OFF: Duration = Duration::from_secs(1);
-/// The shortest time lock sites stay attached once on: each on-period is paid in
-/// full, so a short one keeps the overdraft small; each switch writes 2 x N
-/// breakpoints into and out of the target's text, so not too short.
-pub const LOCK_MIN_ON: Duration = Duration::from_millis(50);
+/// The shortest time lock sites stay attached once on (one tick): under load all
+/// the sites cost more in one tick than the budget saves in a second. How often
+/// they switch is set by the account (each on-period is paid in advance), so a
+/// short period does not mean more switches.
+pub const LOCK_MIN_ON: Duration = Duration::from_millis(20);
 /// The shortest time the park probes stay detached.
 pub const PARK_MIN_OFF: Duration = Duration::from_millis(200);
 /// The shortest time the park probes stay attached (one budget tick): a program
@@ -46,9 +48,9 @@ pub const TICK: Duration = Duration::from_millis(20);
 const ESTIMATE_WINDOW: Duration = Duration::from_millis(200);
 /// The longest: probes are observed at least this often, whatever they cost.
 const MAX_OFF: Duration = Duration::from_secs(30);
-/// Credit at start and the most that can be saved, in seconds of target CPU time
-/// at the budget's rate (at 5%, 20 ms of probe cost): enough to see a short
-/// program's first moments, too little for an idle stretch to buy a long burst.
+/// The most credit that can be saved, in seconds of target CPU time at the
+/// budget's rate (at 5%, 20 ms of probe cost), unless the next on-period costs
+/// more: too little for an idle stretch to buy a long burst.
 const CREDIT_CPU_S: f64 = 0.5;
 /// The account earns at this share of the budget's rate: the budget is a ceiling,
 /// and the cost per hit it charges is an estimate (on the HTTP bench, 3.6 to
@@ -62,6 +64,8 @@ const CPU_FLOOR: f64 = 0.1;
 /// What the budget switches: one set of probes, on or off together.
 #[derive(Debug, Clone, Copy)]
 pub struct Unit {
+    /// For the debug log.
+    pub name: &'static str,
     /// Estimated cost of one hit, ns.
     pub cost_ns: f64,
     pub min_off: Duration,
@@ -89,6 +93,12 @@ pub struct Budget {
     /// Estimated cost per second of the last on-period, ns: what the next one
     /// will have to pay for.
     on_cost_rate: f64,
+    /// Cost charged in the first tick after the last switch-off: hits while the
+    /// probes were still going out (a 200-site link takes 10-20 ms), and hits
+    /// of the on-period counted late. The next on-period pays for it too.
+    tail_ns: f64,
+    /// The first off tick is still to come.
+    in_tail: bool,
     /// Cost and duration of the current on-period.
     period_cost_ns: f64,
     last_hits: u64,
@@ -124,8 +134,12 @@ impl Budget {
             unit,
             on: true,
             since: now,
-            credit_ns: Self::cap(percent),
+            // The first on-period (from the attach) is the only one not paid in
+            // advance: a short run costs the budget plus that period.
+            credit_ns: 0.0,
             on_cost_rate: 0.0,
+            tail_ns: 0.0,
+            in_tail: false,
             period_cost_ns: 0.0,
             last_hits: 0,
             last_cpu_ns: None,
@@ -172,27 +186,38 @@ impl Budget {
                 self.window = (0.0, 0.0, Duration::ZERO);
             }
         }
-        self.credit_ns = (self.credit_ns + self.percent / 100.0 * MARGIN * cpu - cost)
-            .min(Self::cap(self.percent));
+        if !self.on && std::mem::take(&mut self.in_tail) {
+            self.tail_ns = hits_d as f64 * self.unit.cost_ns;
+        }
+        // Back on when the account can pay for the shortest on-period at the last
+        // one's rate, with its tail (the fixed cost keeps being charged meanwhile).
+        let next = self.on_cost_rate * self.unit.min_on.as_secs_f64() + self.tail_ns;
+        let cap = Self::cap(self.percent).max(next);
+        self.credit_ns = (self.credit_ns + self.percent / 100.0 * MARGIN * cpu - cost).min(cap);
         let in_state = now.saturating_duration_since(self.since);
         log::debug!(
-            "budget: on={} credit={:.0} ns cpu={cpu:.0} ns cost={cost:.0} ns for {in_state:?}",
+            "budget {}: on={} credit={:.0} ns cpu={cpu:.0} ns cost={cost:.0} ns for {in_state:?}",
+            self.unit.name,
             self.on,
             self.credit_ns
         );
         if self.on {
-            self.period_cost_ns += hits_d as f64 * self.unit.cost_ns;
-            if self.credit_ns >= 0.0 || in_state < self.unit.min_on {
+            let shed = hits_d as f64 * self.unit.cost_ns;
+            self.period_cost_ns += shed;
+            // Off as soon as the next tick would overdraw the account: under load,
+            // all lock sites cost more in one tick than the whole credit, and
+            // waiting for the overdraft doubled each on-period. The rate is at
+            // least the last on-period's (sites go in one by one: the first tick
+            // sees part of it), and ticks come up to half a tick late.
+            let rate = (shed / dt.as_secs_f64().max(1e-3)).max(self.on_cost_rate);
+            let next_tick = rate * 1.5 * TICK.as_secs_f64();
+            if self.credit_ns - next_tick >= 0.0 || in_state < self.unit.min_on {
                 return None;
             }
             self.on_cost_rate = self.period_cost_ns / in_state.as_secs_f64().max(1e-3);
             self.switch(false, now);
             return Some(Switch::Off);
         }
-        // Back on when the account can pay for the shortest on-period at the last
-        // one's rate (the fixed cost keeps being charged meanwhile), or is full.
-        let next =
-            (self.on_cost_rate * self.unit.min_on.as_secs_f64()).min(Self::cap(self.percent));
         let due = in_state >= MAX_OFF.max(self.unit.min_off);
         if due || (in_state >= self.unit.min_off && self.credit_ns >= next) {
             self.switch(true, now);
@@ -207,6 +232,7 @@ impl Budget {
         self.period_cost_ns = 0.0;
         if !on {
             self.switches += 1;
+            self.in_tail = true;
         }
     }
 
@@ -259,6 +285,7 @@ mod tests {
 
     fn unit() -> Unit {
         Unit {
+            name: "test",
             cost_ns: 1000.0,
             min_off: Duration::from_millis(200),
             min_on: Duration::from_millis(100),
@@ -299,11 +326,40 @@ mod tests {
     #[test]
     fn a_short_run_pays_for_its_start() {
         // 2 s of a target whose probes would cost 200%: the first on-period and
-        // the starting credit are all it gets.
+        // what it earns meanwhile are all it gets.
         let (cost, b) = simulate(5.0, 2_000_000, 2);
         assert!(cost <= 15.0, "cost {cost}%");
         assert!(cost > 5.0, "cost {cost}%: the first period is paid in full");
         assert!(b.report().on_fraction < 0.2, "{:?}", b.report());
+    }
+
+    #[test]
+    fn a_hot_unit_pays_for_each_on_period_in_advance() {
+        // All lock sites of a busy service: twice the target's CPU when on,
+        // checked every 20 ms. A 4 s run stays within the budget plus the first
+        // on-period (one tick: 40 ms of cost, 1% of 4 s).
+        let mut b = Budget::new(
+            5.0,
+            Unit {
+                min_on: TICK,
+                min_off: Duration::from_secs(1),
+                ..unit()
+            },
+        );
+        let t0 = Instant::now();
+        let (mut hits, mut cpu, mut cost) = (0u64, 0u64, 0.0);
+        b.tick(0, 0, 0, t0);
+        for tick in 1..=200u64 {
+            if b.is_on() {
+                hits += 40_000; // 40 ms of cost per 20 ms tick at 1 µs a hit
+                cost += 40_000.0 * 1000.0;
+            }
+            cpu += 20 * MS;
+            b.tick(hits, cpu, 0, t0 + TICK * tick as u32);
+        }
+        let cost = cost / cpu as f64 * 100.0;
+        assert!(cost <= 5.0, "cost {cost}%");
+        assert!(cost > 2.5, "cost {cost}%: sampled more than needed");
     }
 
     #[test]

@@ -139,6 +139,7 @@ pub fn trace(
             session.budget = Some(budget::Budget::new(
                 opts.budget,
                 budget::Unit {
+                    name: "lock sites",
                     cost_ns: budget::LOCK_HIT_NS,
                     min_off: budget::LOCK_MIN_OFF,
                     min_on: budget::LOCK_MIN_ON,
@@ -150,6 +151,7 @@ pub fn trace(
         session.park_budget = Some(budget::Budget::new(
             opts.budget,
             budget::Unit {
+                name: "park probes",
                 cost_ns: budget::PARK_HIT_NS,
                 min_off: budget::PARK_MIN_OFF,
                 min_on: budget::PARK_MIN_ON,

@@ -236,7 +236,7 @@ impl Params {
                 http_rounds: 10,
                 http_rate_rounds: 6,
                 http_secs: 4,
-                flood_pairs: &[1, 8, 64, 512, 4096],
+                flood_pairs: &[1, 2, 4, 8, 64, 512, 4096],
                 flood_secs: 2.0,
                 attach_reps: 5,
                 snapshot_goroutines: 100_000,
