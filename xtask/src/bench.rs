@@ -234,7 +234,7 @@ impl Params {
                 // Loopback HTTP on two shared cores varies ±10% run to run: many
                 // short alternating rounds give a steadier median than a few long.
                 http_rounds: 10,
-                http_rate_rounds: 6,
+                http_rate_rounds: 12,
                 http_secs: 4,
                 flood_pairs: &[1, 2, 4, 8, 64, 512, 4096],
                 flood_secs: 2.0,
