@@ -427,6 +427,9 @@ impl<'t> Session<'t> {
     /// on as the budgets say. Lock sites come first (lock-order findings depend on
     /// which stay on); the park probes get what the lock sites and the agent leave.
     fn apply_budget(&mut self) {
+        if self.budget.is_none() && self.park_budget.is_none() {
+            return;
+        }
         let Some(cpu) = crate::budget::process_cpu_ns(self.pid) else {
             return;
         };
@@ -758,7 +761,16 @@ impl<'t> Session<'t> {
             Some(Err(_)) if !crate::session::alive(pid) => return Ok(Stop::TargetExited),
             _ => None,
         };
-        let mut tick = tokio::time::interval(Duration::from_millis(10));
+        // Records are polled (the kernel writes them without a wakeup). Watch mode
+        // has no records but the exit's and no budget to check every 20 ms: the
+        // agent wakes 20 times a second instead of 100, as on a busy host each
+        // wake preempts the target (an exit is held up to 50 ms).
+        let every = if self.opts.mode == crate::cli::Mode::Watch {
+            50
+        } else {
+            10
+        };
+        let mut tick = tokio::time::interval(Duration::from_millis(every));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let deadline = self.opts.duration;
         let sleep = tokio::time::sleep(deadline.unwrap_or(Duration::from_secs(u64::MAX / 4)));
