@@ -6,7 +6,7 @@
 //! idles, and a probe at gopark's entry traps on those too.
 
 use crate::binary::Binary;
-use crate::pclntab::Pclntab;
+use crate::pclntab::{Func, Pclntab};
 use iced_x86::{Decoder, DecoderOptions, FlowControl, OpKind};
 use object::{Object, ObjectSection};
 use std::collections::BTreeMap;
@@ -48,7 +48,8 @@ pub fn calls_to(bin: &Binary, callee: u64) -> Vec<CallSite> {
         return Vec::new();
     };
     let base = text.address();
-    let mut candidates: BTreeMap<u64, Vec<u64>> = BTreeMap::new();
+    // Calling function's entry -> (the function, candidate call addresses).
+    let mut candidates: BTreeMap<u64, (Func<'_>, Vec<u64>)> = BTreeMap::new();
     for (i, w) in code.windows(CALL_REL32_LEN as usize).enumerate() {
         if w[0] != 0xe8 {
             continue;
@@ -59,14 +60,15 @@ pub fn calls_to(bin: &Binary, callee: u64) -> Vec<CallSite> {
             continue;
         }
         if let Some(f) = pcln.func_at(base + i as u64) {
-            candidates.entry(f.entry).or_default().push(base + i as u64);
+            candidates
+                .entry(f.entry)
+                .or_insert_with(|| (f, Vec::new()))
+                .1
+                .push(base + i as u64);
         }
     }
     let mut out = Vec::new();
-    for (entry, addrs) in candidates {
-        let Some(f) = pcln.func_at(entry) else {
-            continue;
-        };
+    for (f, addrs) in candidates.into_values() {
         let (start, end) = ((f.entry - base) as usize, (f.end - base) as usize);
         let Some(body) = code.get(start..end.min(code.len())) else {
             continue;

@@ -293,21 +293,34 @@ mod tests {
     }
 
     /// Drives a budget for `secs` with a target using one core, whose probes are
-    /// hit `rate` times per second while on; returns the share of CPU the probes
-    /// cost and the budget.
+    /// hit `rate` times per second while on, checked every 100 ms; returns the
+    /// share of CPU the probes cost and the budget.
     fn simulate(percent: f64, rate: u64, secs: u64) -> (f64, Budget) {
-        let mut b = Budget::new(percent, unit());
+        simulate_unit(unit(), Duration::from_millis(100), percent, rate, secs)
+    }
+
+    /// `simulate` with a unit and a check interval of its own.
+    fn simulate_unit(
+        unit: Unit,
+        every: Duration,
+        percent: f64,
+        rate: u64,
+        secs: u64,
+    ) -> (f64, Budget) {
+        let mut b = Budget::new(percent, unit);
         let t0 = Instant::now();
+        let ticks_per_s = (1.0 / every.as_secs_f64()).round() as u64;
+        let per_tick = rate / ticks_per_s;
         let (mut hits, mut cpu) = (0u64, 0u64);
         let mut cost = 0.0;
         b.tick(0, 0, 0, t0);
-        for tick in 1..=secs * 10 {
+        for tick in 1..=secs * ticks_per_s {
             if b.is_on() {
-                hits += rate / 10;
-                cost += (rate / 10) as f64 * 1000.0;
+                hits += per_tick;
+                cost += per_tick as f64 * unit.cost_ns;
             }
-            cpu += 100 * MS;
-            b.tick(hits, cpu, 0, t0 + Duration::from_millis(100 * tick));
+            cpu += every.as_nanos() as u64;
+            b.tick(hits, cpu, 0, t0 + every * tick as u32);
         }
         (cost / cpu as f64 * 100.0, b)
     }
@@ -338,26 +351,13 @@ mod tests {
         // All lock sites of a busy service: twice the target's CPU when on,
         // checked every 20 ms. A 4 s run stays within the budget plus the first
         // on-period (one tick: 40 ms of cost, 1% of 4 s).
-        let mut b = Budget::new(
-            5.0,
-            Unit {
-                min_on: TICK,
-                min_off: Duration::from_secs(1),
-                ..unit()
-            },
-        );
-        let t0 = Instant::now();
-        let (mut hits, mut cpu, mut cost) = (0u64, 0u64, 0.0);
-        b.tick(0, 0, 0, t0);
-        for tick in 1..=200u64 {
-            if b.is_on() {
-                hits += 40_000; // 40 ms of cost per 20 ms tick at 1 µs a hit
-                cost += 40_000.0 * 1000.0;
-            }
-            cpu += 20 * MS;
-            b.tick(hits, cpu, 0, t0 + TICK * tick as u32);
-        }
-        let cost = cost / cpu as f64 * 100.0;
+        let hot = Unit {
+            min_on: TICK,
+            min_off: Duration::from_secs(1),
+            ..unit()
+        };
+        // 2 million hits a second at 1 µs each.
+        let (cost, _) = simulate_unit(hot, TICK, 5.0, 2_000_000, 4);
         assert!(cost <= 5.0, "cost {cost}%");
         assert!(cost > 2.5, "cost {cost}%: sampled more than needed");
     }
