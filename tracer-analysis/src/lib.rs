@@ -30,4 +30,4 @@ pub use findings::{Findings, GoroutineFinding, GroupFinding, Growth, Rule};
 pub use input::{Frame, Input, Object, Parked};
 pub use model::{Model, SiteHistogram};
 pub use report::{Report, ReportError};
-pub use summary::{Summary, SummaryInputs};
+pub use summary::{ProgramEnd, Summary, SummaryInputs};

@@ -20,6 +20,56 @@ pub struct SummaryInputs {
     /// Probe hits per kernel program (`park`, `ready`, ...): each hit is a trap in
     /// the target, so this is what the tracer cost it.
     pub probe_hits: Vec<(String, u64)>,
+    /// Why tracing stopped (`target exited`, `duration reached`, ...).
+    pub stop: String,
+    /// `tracer run`: how the program ended.
+    pub program: Option<ProgramEnd>,
+    /// Streamed lines given up on because the output's reader was too slow.
+    pub output_lines_dropped: u64,
+}
+
+/// How the program `tracer run` started came to an end.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "how", rename_all = "snake_case")]
+pub enum ProgramEnd {
+    /// It exited by itself (`os.Exit`, returning from main, a panic: status 2).
+    Exited { exit_code: i32 },
+    /// A signal ended it (its own, or another process's).
+    Killed { signal: i32, signal_name: String },
+    /// The tracer stopped it when tracing ended (`--duration`, Ctrl-C): with
+    /// SIGTERM, or SIGKILL when it did not exit within the grace period.
+    StoppedByTracer { signal: i32, signal_name: String },
+}
+
+impl ProgramEnd {
+    /// The exit code a shell would give for this end (128 + N for signal N), or
+    /// `None` when the tracer ended it, which is not the program's own status.
+    pub fn status(&self) -> Option<u8> {
+        match self {
+            ProgramEnd::Exited { exit_code } => Some((*exit_code & 0xff) as u8),
+            ProgramEnd::Killed { signal, .. } => Some((128 + signal).clamp(0, 255) as u8),
+            ProgramEnd::StoppedByTracer { .. } => None,
+        }
+    }
+}
+
+impl std::fmt::Display for ProgramEnd {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ProgramEnd::Exited { exit_code } => write!(f, "exited with status {exit_code}"),
+            ProgramEnd::Killed {
+                signal,
+                signal_name,
+            } => write!(f, "killed by signal {signal} ({signal_name})"),
+            ProgramEnd::StoppedByTracer {
+                signal,
+                signal_name,
+            } => write!(
+                f,
+                "stopped by the tracer with signal {signal} ({signal_name}) when tracing ended"
+            ),
+        }
+    }
 }
 
 /// Counts for the report footer and the JSON `summary` line.
@@ -40,6 +90,13 @@ pub struct Summary {
     pub goroutines_dropped: u64,
     /// From the first input to the report (or to the target's exit).
     pub duration_ns: u64,
+    /// Why tracing stopped.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub stop: String,
+    /// `tracer run`: how the program ended.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub program: Option<ProgramEnd>,
+    pub output_lines_dropped: u64,
     /// Rendered as their own section and JSON lines.
     #[serde(skip)]
     pub histograms: Vec<SiteHistogram>,
@@ -62,7 +119,34 @@ impl Summary {
             goroutines_parked: model.goroutines_parked(),
             goroutines_dropped: model.stats().goroutines_dropped,
             duration_ns,
+            stop: inputs.stop,
+            program: inputs.program,
+            output_lines_dropped: inputs.output_lines_dropped,
             histograms: model.histograms(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn program_status_is_a_shells() {
+        assert_eq!(ProgramEnd::Exited { exit_code: 42 }.status(), Some(42));
+        let killed = ProgramEnd::Killed {
+            signal: 9,
+            signal_name: "SIGKILL".into(),
+        };
+        assert_eq!(killed.status(), Some(137));
+        assert_eq!(killed.to_string(), "killed by signal 9 (SIGKILL)");
+        let stopped = ProgramEnd::StoppedByTracer {
+            signal: 15,
+            signal_name: "SIGTERM".into(),
+        };
+        assert_eq!(stopped.status(), None);
+        let json = serde_json::to_value(&stopped).unwrap();
+        assert_eq!(json["how"], "stopped_by_tracer");
+        assert_eq!(json["signal"], 15);
     }
 }

@@ -174,6 +174,25 @@ pub mod counter {
     pub const COUNT: u32 = 32;
 }
 
+/// The exit hold (`EXIT_HOLD` map): the `runtime.exit` probe stops the target only
+/// while the agent has shown itself alive recently, and a guardian process that
+/// outlives the agent resumes a hold that lasts too long. Times are
+/// `CLOCK_MONOTONIC` nanoseconds (`bpf_ktime_get_ns` in the kernel).
+pub mod exit_hold {
+    /// When the probe stopped the target (0: no hold pending).
+    pub const HELD_SINCE: u32 = 0;
+    /// The agent's last heartbeat, written on every turn of its loop while its
+    /// guardian is alive.
+    pub const HEARTBEAT: u32 = 1;
+    /// Slots in the map.
+    pub const SLOTS: u32 = 2;
+    /// The probe holds the target only if the heartbeat is at most this old: an
+    /// agent that is stopped, stalled or dead holds nothing.
+    pub const HEARTBEAT_MAX_NS: u64 = 500_000_000;
+    /// The guardian resumes a hold older than this, whatever the agent is doing.
+    pub const MAX_HOLD_NS: u64 = 1_000_000_000;
+}
+
 /// Offsets and switches the agent patches into the kernel programs before load.
 /// Names are the symbols of the globals in `tracer-ebpf`.
 pub mod globals {

@@ -19,8 +19,8 @@ use aya_ebpf::{
     Global,
 };
 use tracer_common::{
-    counter, kind, lockop, EdgeKey, Event, HeldLocks, LockSiteInfo, ParkState, HOLD_HIST_BUCKETS,
-    HOLD_HIST_SITES, MAX_HELD, SEQ_UNKNOWN,
+    counter, exit_hold, kind, lockop, EdgeKey, Event, HeldLocks, LockSiteInfo, ParkState,
+    HOLD_HIST_BUCKETS, HOLD_HIST_SITES, MAX_HELD, SEQ_UNKNOWN,
 };
 
 #[map]
@@ -45,10 +45,11 @@ static STACK_CACHE: LruHashMap<[u64; 4], i64> = LruHashMap::with_max_entries(1 <
 #[map]
 static PENDING_SEMA: LruHashMap<u64, u64> = LruHashMap::with_max_entries(1 << 16, 0);
 
-/// Slot 0 is 1 once `go_exiting` has stopped the target. A map, not a record: a
-/// full ring buffer must not leave the target stopped with nobody told.
+/// The exit hold (`tracer_common::exit_hold`): when `go_exiting` stopped the target,
+/// and the agent's heartbeat. A map, not a record: a full ring buffer must not leave
+/// the target stopped with nobody told.
 #[map]
-static EXIT_HOLD: Array<u64> = Array::with_max_entries(1, 0);
+static EXIT_HOLD: Array<u64> = Array::with_max_entries(exit_hold::SLOTS, 0);
 
 /// Lock sites, indexed by the attach cookie (the agent fills it before attaching).
 #[map]
@@ -392,20 +393,27 @@ pub fn go_execute(ctx: ProbeContext) -> u32 {
 
 /// `runtime.exit(code)`: the process is about to end. Stopping it here (SIGSTOP,
 /// delivered as the probe returns) lets the agent read which goroutines are still
-/// parked while its memory exists; the agent sends SIGCONT right after.
+/// parked while its memory exists; the agent sends SIGCONT right after. Only an
+/// agent that beat its heartbeat recently gets the hold: one that is stopped,
+/// stalled on output or dead could not end it (its guardian would, after
+/// `MAX_HOLD_NS`, but a service's shutdown should not wait for that).
 #[uprobe]
 pub fn go_exiting(ctx: ProbeContext) -> u32 {
     count(kind::EXITING);
     let r = regs(&ctx);
     let mut ev = event(kind::EXITING, r);
     ev.goid = current_goid(r);
-    if STOP_AT_EXIT.load() != 0 {
+    // SAFETY: plain helper call.
+    let now = unsafe { bpf_ktime_get_ns() };
+    let beat = EXIT_HOLD.get(exit_hold::HEARTBEAT).copied().unwrap_or(0);
+    let agent_alive = beat != 0 && now.wrapping_sub(beat) < exit_hold::HEARTBEAT_MAX_NS;
+    if STOP_AT_EXIT.load() != 0 && agent_alive {
         // SAFETY: plain helper call; signals the current process.
         if unsafe { aya_ebpf::helpers::bpf_send_signal(19) } == 0 {
             ev.arg = 1;
-            if let Some(slot) = EXIT_HOLD.get_ptr_mut(0) {
-                // SAFETY: the map's only slot.
-                unsafe { *slot = 1 };
+            if let Some(slot) = EXIT_HOLD.get_ptr_mut(exit_hold::HELD_SINCE) {
+                // SAFETY: a valid slot of the array.
+                unsafe { *slot = now.max(1) };
             }
         }
     }

@@ -24,6 +24,9 @@ pub struct Attached {
     pub attached: Vec<String>,
     /// `"symbol: reason"` for each probe that failed to attach.
     pub failed: Vec<String>,
+    /// The programs of those probes (`go_lock` for the lock sites), to tell
+    /// which of a mode's needs are unmet.
+    pub failed_programs: Vec<&'static str>,
     /// Links of the runtime probes, by program: taken apart in parallel on drop.
     runtime_links: Vec<(&'static str, UProbeLinkId)>,
     /// One multi-uprobe link over the active lock sites: detaching a link of many
@@ -44,7 +47,7 @@ pub struct Attached {
 /// or the other way round, would be meaningless).
 pub const PARK_PROGRAMS: &[&str] = &["go_park", "go_park_call", "go_ready"];
 
-const LOCK_PROGRAM: &str = "go_lock";
+pub const LOCK_PROGRAM: &str = "go_lock";
 
 /// Detaching a uprobe waits for an RCU grace period (about 250 ms here, each); the
 /// links are dropped on parallel threads so the waits overlap instead of adding up.
@@ -290,6 +293,7 @@ pub fn attach(
     };
     let mut attached = Vec::new();
     let mut failed = Vec::new();
+    let mut failed_programs = Vec::new();
     let mut runtime_links = Vec::new();
     let mut park_points = Vec::new();
     // One link per program: the park probe may stand on many call sites.
@@ -331,7 +335,10 @@ pub fn attach(
                 runtime_links.push((program, link));
                 attached.push(label);
             }
-            Err(e) => failed.push(format!("{label}: {e}")),
+            Err(e) => {
+                failed.push(format!("{label}: {e}"));
+                failed_programs.push(program);
+            }
         }
     }
     let mut lock_link = None;
@@ -360,6 +367,7 @@ pub fn attach(
         })();
         if let Err(e) = result {
             failed.push(format!("lock sites: {e}"));
+            failed_programs.push(LOCK_PROGRAM);
         } else {
             attached.push(format!("{} lock sites", plan.locks.len()));
         }
@@ -371,6 +379,7 @@ pub fn attach(
         ebpf,
         attached,
         failed,
+        failed_programs,
         runtime_links,
         active: vec![lock_link.is_some(); plan.locks.len()],
         lock_link,

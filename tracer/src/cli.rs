@@ -103,6 +103,10 @@ pub struct TraceOpts {
     /// so the agent's drain rate can be measured beyond the target's trap rate.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=16))]
     pub bench_copies: u64,
+    /// Write the report (streamed findings, events, the final report) to this file
+    /// instead of stdout: `tracer run` leaves stdout to the program.
+    #[arg(long, short = 'o', value_name = "FILE")]
+    pub output: Option<PathBuf>,
 }
 
 #[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]

@@ -5,6 +5,8 @@ mod budget;
 mod cli;
 mod duration;
 mod events;
+mod guard;
+mod output;
 mod plan;
 mod privileges;
 mod report_fmt;
@@ -21,17 +23,34 @@ use tracer_inspect::TargetInfo;
 
 /// Exit code for bad input or a setup failure; 1 is reserved for `--fail-on`.
 const EXIT_ERROR: u8 = 2;
+/// The output's reader went away: what a shell reports for a program SIGPIPE
+/// ended (128 + 13), without the noise.
+const EXIT_CLOSED_OUTPUT: u8 = 141;
 
 fn main() -> ExitCode {
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    if args.get(1).is_some_and(|a| a == guard::GUARD_ARG) {
+        let pid = args.get(2).and_then(|p| p.to_str()).unwrap_or("?");
+        return ExitCode::from(guard::main(pid));
+    }
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
     let cli = Cli::parse();
     match real_main(cli) {
         Ok(code) => ExitCode::from(code),
+        Err(e) if is_closed_output(&e) => ExitCode::from(EXIT_CLOSED_OUTPUT),
         Err(e) => {
             eprintln!("tracer: {}", one_line(&e));
             ExitCode::from(EXIT_ERROR)
         }
     }
+}
+
+/// A write to a reader that went away (`tracer plan | head -1`).
+fn is_closed_output(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
 }
 
 /// Errors print as one line: the outermost message, then its causes.
@@ -59,13 +78,20 @@ fn real_main(cli: Cli) -> Result<u8> {
                 (None, Some(exe)) => TargetInfo::from_path(&exe)?,
                 (None, None) => unreachable!("clap requires one"),
             };
-            print!("{}", plan::plan(&target, mode, events, true));
+            let mut out = std::io::stdout().lock();
+            write!(out, "{}", plan::plan(&target, mode, events, true))?;
+            out.flush()?;
             Ok(0)
         }
         Command::Attach { pid, opts } => {
             privileges::check()?;
             let target = TargetInfo::from_pid(pid)?;
-            trace(&target, pid, opts, None)
+            let traced = trace(&target, pid, opts, None)?;
+            Ok(if traced.output_closed {
+                EXIT_CLOSED_OUTPUT
+            } else {
+                u8::from(traced.fail)
+            })
         }
         Command::Run { opts, command } => {
             privileges::check()?;
@@ -74,16 +100,53 @@ fn real_main(cli: Cli) -> Result<u8> {
     }
 }
 
-/// Attaches the probes to `pid` and traces until a stop condition. `release` is
-/// called once the probes are in place (run mode lets its child exec then; there is
-/// then nothing to snapshot yet).
+/// What `tracer run` adds to a trace: the held child to release once the probes
+/// are in, and how to end it and learn how it ended.
+pub trait Program {
+    /// Lets the held child `exec`.
+    fn release(&mut self) -> Result<()>;
+    /// Called when tracing has stopped: the child's end, stopping it first when
+    /// tracing ended before it did.
+    fn end(&mut self, stop: session::Stop) -> tracer_analysis::ProgramEnd;
+}
+
+/// How a trace ended.
+pub struct Traced {
+    /// A finding matched `--fail-on`.
+    pub fail: bool,
+    /// The output's reader went away before the report was written.
+    pub output_closed: bool,
+    /// `tracer run`: how the program ended.
+    pub program: Option<tracer_analysis::ProgramEnd>,
+}
+
+/// Which probes each mode cannot do without: the run is refused when one fails,
+/// rather than going on blind with a note at the end.
+fn required_programs(mode: Mode) -> &'static [&'static str] {
+    match mode {
+        Mode::Snapshot => &[],
+        Mode::Watch => &["go_exiting"],
+        Mode::Parks => &["go_exiting", "go_park", "go_park_call", "go_ready"],
+        Mode::Locks => &[
+            "go_exiting",
+            "go_park",
+            "go_park_call",
+            "go_ready",
+            attach::LOCK_PROGRAM,
+        ],
+    }
+}
+
+/// Attaches the probes to `pid` and traces until a stop condition. `program` is
+/// released once the probes are in place (run mode lets its child exec then; there
+/// is then nothing to snapshot yet).
 pub fn trace(
     target: &TargetInfo,
     pid: u32,
     opts: TraceOpts,
-    release: Option<Box<dyn FnOnce() -> Result<()>>>,
-) -> Result<u8> {
-    let run_mode = release.is_some();
+    mut program: Option<&mut dyn Program>,
+) -> Result<Traced> {
+    let run_mode = program.is_some();
     // `lock` (any lock finding) is the tracer's own; the rest are goroutine rules.
     let fail_on_lock = opts.fail_on.iter().any(|s| s.trim() == "lock");
     let fail_on = opts
@@ -104,6 +167,7 @@ pub fn trace(
     if run_mode && opts.mode == Mode::Snapshot {
         anyhow::bail!("--mode snapshot reads a running process: use it with `tracer attach`");
     }
+    let writer = output::Writer::new(opts.output.as_deref())?;
     let mut plan = plan::plan(target, opts.mode, opts.events, !opts.no_stacks);
     if opts.bench_copies > 1 {
         plan.globals
@@ -115,6 +179,25 @@ pub fn trace(
     } else {
         Some(attach::attach(&plan, &target.exe, pid, opts.bpf_log)?)
     };
+    if let Some(a) = &attached {
+        let required = required_programs(opts.mode);
+        let unmet: Vec<&String> = a
+            .failed
+            .iter()
+            .zip(&a.failed_programs)
+            .filter(|(_, p)| required.contains(p))
+            .map(|(f, _)| f)
+            .collect();
+        if let Some(first) = unmet.first() {
+            anyhow::bail!(
+                "--mode {}: a probe it needs could not attach ({first}); run as root, or use a mode that needs fewer probes (--mode watch reads memory only, --mode snapshot needs no probe)",
+                format!("{:?}", opts.mode).to_lowercase()
+            );
+        }
+        for f in &a.failed {
+            eprintln!("tracer: warning: probe not attached: {f}");
+        }
+    }
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
@@ -123,8 +206,16 @@ pub fn trace(
         .iter()
         .map(|l| tracer_analysis::Frame::new(l.caller.clone(), l.file.clone(), l.line))
         .collect();
-    let mut session =
-        session::Session::new(target, attached, opts.clone(), analyzer, lock_sites, pid)?;
+    let out = writer.handle();
+    let mut session = session::Session::new(
+        target,
+        attached,
+        opts.clone(),
+        analyzer,
+        lock_sites,
+        pid,
+        out.clone(),
+    )?;
     session.lock_sites_attached();
     {
         let _guard = rt.enter();
@@ -167,12 +258,13 @@ pub fn trace(
             opts.mode
         );
     }
-    match release {
-        Some(release) => {
+    match program.as_deref_mut() {
+        Some(program) => {
             session.fresh_start();
-            release()?
+            program.release()?
         }
         None => {
+            session.beat();
             let started = std::time::Instant::now();
             match session.snapshot(pid) {
                 Some(n) => eprintln!(
@@ -190,7 +282,7 @@ pub fn trace(
         rt.block_on(session.run())?
     };
     let now = session::monotonic_ns();
-    if run_mode && stop == session::Stop::TargetExited {
+    if run_mode && stop == session::Stop::TargetExited && session.execed.is_none() {
         session.analyzer.apply(Input::TargetExit { ts_ns: now });
     }
     let mut counters = session.counters();
@@ -208,41 +300,56 @@ pub fn trace(
         .as_ref()
         .map(|a| (a.attached.len() as u32, a.failed.clone()))
         .unwrap_or_default();
+    let budget_lines = session.park_budget.as_ref().map(|parks| {
+        let locks = session.budget.as_ref().map(|b| b.report());
+        (parks.report(), locks)
+    });
+    let holds = session.hold_times();
+    let lock_count = (session.lock_findings.len(), session.locks.edge_count());
+    let lock_fail = !session.lock_findings.is_empty()
+        && (fail_on_lock || fail_on.iter().any(|f| matches!(f, FailOn::Any)));
+    // The target is let go and the probes detached before anything waits for the
+    // output's reader; `tracer run` then ends its program, so the summary can say
+    // how it ended.
+    drop(rt);
+    let events_seen = session.events_seen;
+    let analyzer = session.take_analyzer();
+    drop(session);
+    restore_default_signals();
+    let program_end = program.map(|p| p.end(stop));
+    if let Some(end) = &program_end {
+        eprintln!("tracer: program {end}");
+    }
     let inputs = SummaryInputs {
-        events: session.events_seen,
+        events: events_seen,
         drops: counters.drops,
         probes_attached: attached_n,
-        probes_failed: failed,
+        probes_failed: failed.clone(),
         symbols_missing: missing,
         probe_hits: counters.hits.clone(),
+        stop: stop.describe().to_string(),
+        program: program_end.clone(),
+        output_lines_dropped: out.dropped_lines(),
     };
-    let report = session.analyzer.report(now, inputs);
-    let mut out = std::io::stdout().lock();
+    let report = analyzer.report(now, inputs);
+    let mut buf = Vec::new();
     // Before the report: in JSON its summary line is always the last.
-    if let Some(parks) = &session.park_budget {
-        let locks = session.budget.as_ref().map(|b| b.report());
-        write_budget(
-            &parks.report(),
-            locks.as_ref(),
-            &plan,
-            opts.format,
-            &mut out,
-        )?;
+    if let Some((parks, locks)) = &budget_lines {
+        write_budget(parks, locks.as_ref(), &plan, opts.format, &mut buf)?;
     }
-    let holds = session.hold_times();
     for h in &holds {
         if opts.format == Format::Json {
-            writeln!(out, "{}", serde_json::to_string(h)?)?;
+            writeln!(buf, "{}", serde_json::to_string(h)?)?;
         }
     }
     if opts.format == Format::Text && !holds.is_empty() {
         writeln!(
-            out,
+            buf,
             "lock hold times by class (upper bounds of log2 buckets):"
         )?;
         for h in &holds {
             writeln!(
-                out,
+                buf,
                 "  {}: {} holds, p50 < {}, p99 < {}, max < {}",
                 h.class,
                 h.count,
@@ -251,27 +358,59 @@ pub fn trace(
                 report_fmt::human_ns(h.max_ns)
             )?;
         }
-        writeln!(out)?;
+        writeln!(buf)?;
     }
     if opts.mode == Mode::Locks && opts.format == Format::Text {
         writeln!(
-            out,
+            buf,
             "lock findings: {} ({} lock-order edges seen)\n",
-            session.lock_findings.len(),
-            session.locks.edge_count()
+            lock_count.0, lock_count.1
         )?;
     }
     match opts.format {
-        Format::Text => report::text::write(&report, &mut out)?,
-        Format::Json => report::json::write(&report, &mut out)?,
+        Format::Text => report::text::write(&report, &mut buf)?,
+        Format::Json => report::json::write(&report, &mut buf)?,
     }
+    out.write(buf);
+    let dropped = out.dropped_lines();
     drop(out);
+    let delivered = writer.finish()?;
     eprintln!("tracer: stopped ({})", stop.describe());
-    let lock_fail = !session.lock_findings.is_empty()
-        && (fail_on_lock || fail_on.iter().any(|f| matches!(f, FailOn::Any)));
-    Ok(u8::from(
-        should_fail(&report.findings, &fail_on) || lock_fail,
-    ))
+    // Nothing silent: what was lost says so where a person looks, even when the
+    // report went to a file or to /dev/null.
+    let mut losses = Vec::new();
+    if counters.drops > 0 {
+        losses.push(format!("{} events lost (ring buffer full)", counters.drops));
+    }
+    if dropped > 0 {
+        losses.push(format!(
+            "{dropped} streamed lines dropped (the output's reader was too slow)"
+        ));
+    }
+    if !failed.is_empty() {
+        losses.push(format!(
+            "{} probes not attached ({})",
+            failed.len(),
+            failed.join("; ")
+        ));
+    }
+    if !losses.is_empty() {
+        eprintln!("tracer: warning: {}", losses.join("; "));
+    }
+    Ok(Traced {
+        fail: should_fail(&report.findings, &fail_on) || lock_fail,
+        output_closed: !delivered || stop == session::Stop::OutputClosed,
+        program: program_end,
+    })
+}
+
+/// Once tracing is over, Ctrl-C ends the tracer at once again (a final report
+/// waiting for a stalled reader must not make it unkillable but by SIGKILL).
+fn restore_default_signals() {
+    for sig in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
+        // SAFETY: resetting a signal's disposition.
+        unsafe { libc::signal(sig, libc::SIG_DFL) };
+    }
 }
 
 /// The budget's account: what was sampled, for what share of the time.

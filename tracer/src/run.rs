@@ -5,10 +5,12 @@
 //! `std::process::Command` cannot do this: `spawn` waits for the child's `exec`, which
 //! is exactly what the child is held back from. So fork and exec by hand.
 use crate::cli::TraceOpts;
+use crate::session::Stop;
 use anyhow::{bail, Context as _, Result};
 use std::ffi::CString;
 use std::os::unix::ffi::OsStrExt as _;
 use std::path::PathBuf;
+use tracer_analysis::ProgramEnd;
 
 pub fn run(command: &[String], opts: TraceOpts) -> Result<u8> {
     let program = resolve(&command[0])?;
@@ -31,8 +33,10 @@ pub fn run(command: &[String], opts: TraceOpts) -> Result<u8> {
         );
     }
     let (read_fd, write_fd) = (fds[0], fds[1]);
-    // SAFETY: the child only calls async-signal-safe functions (close, read, execv,
-    // _exit) before exec.
+    // SAFETY: getpid has no preconditions.
+    let tracer_pid = unsafe { libc::getpid() };
+    // SAFETY: the child only calls async-signal-safe functions (prctl, getppid,
+    // close, read, execv, _exit) before exec.
     let pid = unsafe { libc::fork() };
     if pid < 0 {
         bail!("fork: {}", std::io::Error::last_os_error());
@@ -40,6 +44,12 @@ pub fn run(command: &[String], opts: TraceOpts) -> Result<u8> {
     if pid == 0 {
         // SAFETY: see above; everything the child touches was prepared before fork.
         unsafe {
+            // The program never outlives a tracer that dies (SIGKILL, OOM kill):
+            // nobody would be left to stop it, or to report on it.
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            if libc::getppid() != tracer_pid {
+                libc::_exit(127);
+            }
             libc::close(write_fd);
             let mut b = [0u8; 1];
             if libc::read(read_fd, b.as_mut_ptr().cast(), 1) == 1 {
@@ -50,38 +60,114 @@ pub fn run(command: &[String], opts: TraceOpts) -> Result<u8> {
     }
     // SAFETY: closing our copy of the read end.
     unsafe { libc::close(read_fd) };
-    let pid = pid as u32;
-    let release = Box::new(move || -> Result<()> {
-        // SAFETY: write_fd is ours; one byte lets the child exec.
-        let n = unsafe { libc::write(write_fd, b"g".as_ptr().cast(), 1) };
+    let mut child = Child {
+        pid: pid as u32,
+        start: Some(write_fd),
+    };
+    let result = crate::trace(&target, child.pid, opts, Some(&mut child));
+    let code = match &result {
+        Err(_) => {
+            // SAFETY: signalling our own child.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+            0
+        }
+        // Precedence: the reader went away; a finding matched --fail-on; the
+        // program's own status; success.
+        Ok(t) if t.output_closed => crate::EXIT_CLOSED_OUTPUT,
+        Ok(t) if t.fail => 1,
+        Ok(t) => t.program.as_ref().and_then(ProgramEnd::status).unwrap_or(0),
+    };
+    let mut status = 0;
+    // SAFETY: reaping our own child.
+    unsafe { libc::waitpid(pid, &mut status, 0) };
+    result.map(|_| code)
+}
+
+/// How long the program has to exit after SIGTERM when tracing ends first.
+const STOP_GRACE: std::time::Duration = std::time::Duration::from_secs(1);
+/// How long a program seen exiting may take to be gone (its exit was held, or it
+/// is flushing): then it is killed.
+const EXIT_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// The held child.
+struct Child {
+    pid: u32,
+    /// The pipe's write end: one byte lets the child exec.
+    start: Option<i32>,
+}
+
+impl crate::Program for Child {
+    fn release(&mut self) -> Result<()> {
+        let Some(fd) = self.start.take() else {
+            return Ok(());
+        };
+        // SAFETY: fd is ours; one byte lets the child exec.
+        let n = unsafe { libc::write(fd, b"g".as_ptr().cast(), 1) };
         // SAFETY: closing our fd.
-        unsafe { libc::close(write_fd) };
+        unsafe { libc::close(fd) };
         if n != 1 {
             bail!("releasing the child: {}", std::io::Error::last_os_error());
         }
         Ok(())
-    });
-    let result = crate::trace(&target, pid, opts, Some(release));
-    if result.is_err() {
-        // SAFETY: signalling our own child.
-        unsafe { libc::kill(pid as i32, libc::SIGKILL) };
-    } else if !exited(pid) {
-        // The trace ended (--duration, Ctrl-C) with the program still running: the
-        // run is over, as with `timeout`; a CI gate must not wait for a server.
-        eprintln!("tracer: stopping PID {pid} (SIGTERM; SIGKILL after {STOP_GRACE:?})");
-        stop(pid);
     }
-    let mut status = 0;
-    // SAFETY: reaping our own child.
-    unsafe { libc::waitpid(pid as i32, &mut status, 0) };
-    result
+
+    fn end(&mut self, stop: Stop) -> ProgramEnd {
+        if let Some(fd) = self.start.take() {
+            // Never released: closing the pipe makes the child exit.
+            // SAFETY: closing our fd.
+            unsafe { libc::close(fd) };
+        }
+        if stop == Stop::TargetExited {
+            if let Some(end) = wait_exit(self.pid, EXIT_GRACE) {
+                return end;
+            }
+        } else if let Some(end) = exit_status(self.pid) {
+            // It ended by itself as tracing stopped: its own status stands.
+            return end;
+        }
+        // The trace ended (--duration, Ctrl-C, a closed output) with the program
+        // still running: the run is over, as with `timeout`; a CI gate must not
+        // wait for a server.
+        eprintln!(
+            "tracer: stopping PID {} (SIGTERM; SIGKILL after {STOP_GRACE:?})",
+            self.pid
+        );
+        // SAFETY: signalling our own child.
+        unsafe { libc::kill(self.pid as i32, libc::SIGTERM) };
+        let mut signal = libc::SIGTERM;
+        if wait_exit(self.pid, STOP_GRACE).is_none() {
+            eprintln!(
+                "tracer: PID {} did not exit within {STOP_GRACE:?} of SIGTERM: SIGKILL",
+                self.pid
+            );
+            // SAFETY: signalling our own child.
+            unsafe { libc::kill(self.pid as i32, libc::SIGKILL) };
+            signal = libc::SIGKILL;
+            let _ = wait_exit(self.pid, EXIT_GRACE);
+        }
+        ProgramEnd::StoppedByTracer {
+            signal,
+            signal_name: signal_name(signal),
+        }
+    }
 }
 
-/// How long the program has to exit after SIGTERM.
-const STOP_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
+/// Waits up to `limit` for the child to exit; its end if it did.
+fn wait_exit(pid: u32, limit: std::time::Duration) -> Option<ProgramEnd> {
+    let deadline = std::time::Instant::now() + limit;
+    loop {
+        if let Some(end) = exit_status(pid) {
+            return Some(end);
+        }
+        if std::time::Instant::now() >= deadline {
+            return None;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}
 
-/// The child has exited (it stays a zombie for the final `waitpid`).
-fn exited(pid: u32) -> bool {
+/// How the child ended, if it has (it stays a zombie for the final `waitpid`).
+fn exit_status(pid: u32) -> Option<ProgramEnd> {
     // SAFETY: a zeroed siginfo_t is a valid out-parameter.
     let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
     // SAFETY: waiting on our own child, without reaping it.
@@ -93,23 +179,43 @@ fn exited(pid: u32) -> bool {
             libc::WEXITED | libc::WNOHANG | libc::WNOWAIT,
         )
     };
-    // SAFETY: si_pid is set by waitid when a child changed state.
-    r != 0 || unsafe { info.si_pid() } != 0
+    // SAFETY: si_pid and si_status are set by waitid when a child changed state.
+    let (si_pid, si_status) = unsafe { (info.si_pid(), info.si_status()) };
+    if r != 0 || si_pid == 0 {
+        return None;
+    }
+    Some(if info.si_code == libc::CLD_EXITED {
+        ProgramEnd::Exited {
+            exit_code: si_status,
+        }
+    } else {
+        ProgramEnd::Killed {
+            signal: si_status,
+            signal_name: signal_name(si_status),
+        }
+    })
 }
 
-/// SIGTERM, then SIGKILL if the program is still there after `STOP_GRACE`.
-fn stop(pid: u32) {
-    // SAFETY: signalling our own child.
-    unsafe { libc::kill(pid as i32, libc::SIGTERM) };
-    let deadline = std::time::Instant::now() + STOP_GRACE;
-    while std::time::Instant::now() < deadline {
-        if exited(pid) {
-            return;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
-    // SAFETY: signalling our own child.
-    unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+fn signal_name(sig: i32) -> String {
+    let abbrev = match sig {
+        libc::SIGHUP => "SIGHUP",
+        libc::SIGINT => "SIGINT",
+        libc::SIGQUIT => "SIGQUIT",
+        libc::SIGILL => "SIGILL",
+        libc::SIGTRAP => "SIGTRAP",
+        libc::SIGABRT => "SIGABRT",
+        libc::SIGBUS => "SIGBUS",
+        libc::SIGFPE => "SIGFPE",
+        libc::SIGKILL => "SIGKILL",
+        libc::SIGUSR1 => "SIGUSR1",
+        libc::SIGSEGV => "SIGSEGV",
+        libc::SIGUSR2 => "SIGUSR2",
+        libc::SIGPIPE => "SIGPIPE",
+        libc::SIGALRM => "SIGALRM",
+        libc::SIGTERM => "SIGTERM",
+        _ => return format!("signal {sig}"),
+    };
+    abbrev.to_string()
 }
 
 fn resolve(prog: &str) -> Result<PathBuf> {

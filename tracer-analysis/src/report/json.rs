@@ -105,6 +105,9 @@ mod tests {
             goroutines_parked: 2,
             goroutines_dropped: 0,
             duration_ns: 5,
+            stop: String::new(),
+            program: None,
+            output_lines_dropped: 0,
             histograms: vec![SiteHistogram {
                 site: Frame::new("main.get", "/src/app/pool.go", 88),
                 count: 1,

@@ -233,6 +233,19 @@ pub fn write_summary(s: &Summary, out: &mut dyn Write) -> Result<(), ReportError
         s.goroutines_dropped,
         human(s.duration_ns),
     )?;
+    if s.output_lines_dropped > 0 {
+        writeln!(
+            out,
+            "output: {} streamed lines dropped (the reader was too slow)",
+            s.output_lines_dropped
+        )?;
+    }
+    if !s.stop.is_empty() {
+        writeln!(out, "stopped: {}", s.stop)?;
+    }
+    if let Some(p) = &s.program {
+        writeln!(out, "program: {p}")?;
+    }
     Ok(())
 }
 
@@ -304,6 +317,9 @@ mod tests {
             goroutines_parked: 5,
             goroutines_dropped: 0,
             duration_ns: 6 * MINUTE,
+            stop: String::new(),
+            program: None,
+            output_lines_dropped: 0,
             histograms: vec![SiteHistogram {
                 site: Frame::new("main.(*pool).get", "/src/app/pool.go", 88),
                 count: 12,
