@@ -1,5 +1,14 @@
 //! `tracer`: a live eBPF tracer for Go programs. Thin glue: target -> plan -> probes
 //! -> events -> model -> detectors -> reports, each in its own module or crate.
+/// One line on stderr. Not `eprintln!`, which panics when stderr is a pipe whose
+/// reader went away.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
+
 mod attach;
 mod budget;
 mod cli;
@@ -39,7 +48,7 @@ fn main() -> ExitCode {
         Ok(code) => ExitCode::from(code),
         Err(e) if is_closed_output(&e) => ExitCode::from(EXIT_CLOSED_OUTPUT),
         Err(e) => {
-            eprintln!("tracer: {}", one_line(&e));
+            say!("tracer: {}", one_line(&e));
             ExitCode::from(EXIT_ERROR)
         }
     }
@@ -195,7 +204,7 @@ pub fn trace(
             );
         }
         for f in &a.failed {
-            eprintln!("tracer: warning: probe not attached: {f}");
+            say!("tracer: warning: probe not attached: {f}");
         }
     }
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -250,7 +259,7 @@ pub fn trace(
         ));
     }
     if let Some(a) = &session.attached {
-        eprintln!(
+        say!(
             "tracer: attached {} probes to PID {pid} ({}, {}, mode {:?}); Ctrl-C to stop",
             a.attached.len(),
             target.go_version,
@@ -267,11 +276,11 @@ pub fn trace(
             session.beat();
             let started = std::time::Instant::now();
             match session.snapshot(pid) {
-                Some(n) => eprintln!(
+                Some(n) => say!(
                     "tracer: snapshot: {n} goroutines parked now (read in {:.1?})",
                     started.elapsed()
                 ),
-                None => eprintln!("tracer: snapshot unavailable (runtime.allgs not readable)"),
+                None => say!("tracer: snapshot unavailable (runtime.allgs not readable)"),
             }
             session.tick_now();
         }
@@ -318,7 +327,7 @@ pub fn trace(
     restore_default_signals();
     let program_end = program.map(|p| p.end(stop));
     if let Some(end) = &program_end {
-        eprintln!("tracer: program {end}");
+        say!("tracer: program {end}");
     }
     let inputs = SummaryInputs {
         events: events_seen,
@@ -375,7 +384,7 @@ pub fn trace(
     let dropped = out.dropped_lines();
     drop(out);
     let delivered = writer.finish()?;
-    eprintln!("tracer: stopped ({})", stop.describe());
+    say!("tracer: stopped ({})", stop.describe());
     // Nothing silent: what was lost says so where a person looks, even when the
     // report went to a file or to /dev/null.
     let mut losses = Vec::new();
@@ -395,7 +404,7 @@ pub fn trace(
         ));
     }
     if !losses.is_empty() {
-        eprintln!("tracer: warning: {}", losses.join("; "));
+        say!("tracer: warning: {}", losses.join("; "));
     }
     Ok(Traced {
         fail: should_fail(&report.findings, &fail_on) || lock_fail,

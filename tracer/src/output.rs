@@ -89,8 +89,8 @@ impl Writer {
         self.handle.clone()
     }
 
-    /// Waits for everything handed over to be written. `Ok(false)`: the reader
-    /// went away (a closed pipe).
+    /// Waits for everything handed over to be written, once every [`Output`]
+    /// handle is dropped. `Ok(false)`: the reader went away (a closed pipe).
     pub fn finish(self) -> Result<bool> {
         let Writer { handle, thread } = self;
         drop(handle);
@@ -185,6 +185,8 @@ mod tests {
         for i in 0..100 {
             out.write(format!("{i}\n").into_bytes());
         }
+        // Every handle gone: the writer has seen the last chunk.
+        drop(out);
         assert!(w.finish().unwrap());
         let text = std::fs::read_to_string(&path).unwrap();
         let _ = std::fs::remove_file(&path);

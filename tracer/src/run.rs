@@ -128,7 +128,7 @@ impl crate::Program for Child {
         // The trace ended (--duration, Ctrl-C, a closed output) with the program
         // still running: the run is over, as with `timeout`; a CI gate must not
         // wait for a server.
-        eprintln!(
+        say!(
             "tracer: stopping PID {} (SIGTERM; SIGKILL after {STOP_GRACE:?})",
             self.pid
         );
@@ -136,7 +136,7 @@ impl crate::Program for Child {
         unsafe { libc::kill(self.pid as i32, libc::SIGTERM) };
         let mut signal = libc::SIGTERM;
         if wait_exit(self.pid, STOP_GRACE).is_none() {
-            eprintln!(
+            say!(
                 "tracer: PID {} did not exit within {STOP_GRACE:?} of SIGTERM: SIGKILL",
                 self.pid
             );

@@ -232,7 +232,7 @@ impl<'t> Session<'t> {
                     match crate::guard::Guardian::start(fd.as_fd(), map.fd(), pid) {
                         Ok(g) => Some(g),
                         Err(e) => {
-                            eprintln!(
+                            say!(
                                 "tracer: warning: no exit hold ({e:#}): goroutines parked at the target's exit are those of the last read"
                             );
                             None
@@ -1005,7 +1005,7 @@ impl<'t> Session<'t> {
             return;
         }
         let new = std::fs::read_link(&proc_exe).unwrap_or_default();
-        eprintln!(
+        say!(
             "tracer: PID {} exec'd {}: the goroutines traced so far are gone{}",
             self.pid,
             new.display(),

@@ -230,6 +230,7 @@ mod tests {
                 "goroutines_parked",
                 "goroutines_seen",
                 "kind",
+                "output_lines_dropped",
                 "probe_hits",
                 "probes_attached",
                 "probes_failed",
