@@ -11,7 +11,9 @@ use std::time::Duration;
     about = "Live eBPF tracer for Go programs: stuck goroutines, leaks and lock-order bugs, by PID.",
     long_about = "Live eBPF tracer for Go programs: which goroutines are stuck, where, on what, \
                   for how long, without restarting or rebuilding the target.\n\n\
-                  Needs root (or CAP_BPF + CAP_PERFMON + CAP_SYS_PTRACE) and a kernel with uprobes.\n\
+                  Needs root and a kernel with uprobes. Without root: CAP_SYS_ADMIN for the probes; \
+                  for another user's process also CAP_SYS_PTRACE and CAP_KILL \
+                  (--mode snapshot: CAP_SYS_PTRACE only).\n\
                   Exit codes: 0 ok, 1 a finding matched --fail-on, 2 bad input or setup error."
 )]
 pub struct Cli {
