@@ -11,7 +11,9 @@ use std::time::Duration;
     about = "Live eBPF tracer for Go programs: stuck goroutines, leaks and lock-order bugs, by PID.",
     long_about = "Live eBPF tracer for Go programs: which goroutines are stuck, where, on what, \
                   for how long, without restarting or rebuilding the target.\n\n\
-                  Needs root (or CAP_BPF + CAP_PERFMON + CAP_SYS_PTRACE) and a kernel with uprobes.\n\
+                  Needs root and a kernel with uprobes. Without root: CAP_SYS_ADMIN for the probes; \
+                  for another user's process also CAP_SYS_PTRACE and CAP_KILL \
+                  (--mode snapshot: CAP_SYS_PTRACE only).\n\
                   Exit codes: 0 ok, 1 a finding matched --fail-on, 2 bad input or setup error."
 )]
 pub struct Cli {
@@ -24,6 +26,7 @@ pub enum Command {
     /// Attach to a running Go process and report its stuck goroutines.
     Attach {
         /// Process id of the Go program.
+        #[arg(value_parser = pid)]
         pid: u32,
         #[command(flatten)]
         opts: TraceOpts,
@@ -40,7 +43,7 @@ pub enum Command {
     /// Print where each probe would go in a process (or executable), without attaching.
     Plan {
         /// Process id of the Go program.
-        #[arg(required_unless_present = "exe")]
+        #[arg(required_unless_present = "exe", value_parser = pid)]
         pid: Option<u32>,
         /// Plan for an executable file instead of a process.
         #[arg(long, conflicts_with = "pid")]
@@ -69,7 +72,13 @@ pub struct TraceOpts {
     /// and the lock sites are detached for a while and put back later, so they are
     /// sampled; leak and long-park detection do not depend on them (memory is read
     /// every second). 0 turns the budget off: every park and lock operation is seen.
-    #[arg(long, alias = "lock-budget", default_value_t = 5.0)]
+    #[arg(
+        long,
+        alias = "lock-budget",
+        default_value_t = 5.0,
+        value_parser = budget,
+        allow_hyphen_values = true
+    )]
     pub budget: f64,
     /// Print one line per event as it happens (parks with wait reason, wakes, exits,
     /// channel operations with the channel address).
@@ -77,17 +86,28 @@ pub struct TraceOpts {
     pub events: bool,
     /// Stop after this long (e.g. 30s, 5m); default: until Ctrl-C or the target exits.
     /// `tracer run` then stops the program it started (SIGTERM, SIGKILL after 5 s).
-    #[arg(long, value_parser = duration::parse)]
+    /// Every duration flag is greater than 0 and at most 365 days.
+    #[arg(long, value_parser = duration::parse_positive, allow_hyphen_values = true)]
     pub duration: Option<Duration>,
     /// Output format: text (Go goroutine-dump style) or json (JSON Lines, docs/json.md).
     #[arg(long, value_enum, default_value_t = Format::Text)]
     pub format: Format,
     /// A goroutine parked longer than this is reported (rule long_parked).
-    #[arg(long, value_parser = duration::parse, default_value = "10s")]
+    #[arg(
+        long,
+        value_parser = duration::parse_positive,
+        default_value = "10s",
+        allow_hyphen_values = true
+    )]
     pub park_threshold: Duration,
     /// Window over which a group of goroutines that only grows is called a leak
     /// (rule growing).
-    #[arg(long, value_parser = duration::parse, default_value = "30s")]
+    #[arg(
+        long,
+        value_parser = duration::parse_positive,
+        default_value = "30s",
+        allow_hyphen_values = true
+    )]
     pub leak_window: Duration,
     /// Exit with code 1 when a finding of this kind was made: leak, long_parked,
     /// lock (any lock finding), any.
@@ -125,4 +145,195 @@ pub enum Mode {
     Parks,
     /// Parks plus every Lock/Unlock site, inlined ones included.
     Locks,
+}
+
+/// A process id as the kernel hands them out: 1 to 2^22 (`PID_MAX_LIMIT`). 0 would
+/// mean "every process" to the probes and to `kill`; a value beyond `i32` would
+/// wrap to -1 ("every process I may signal").
+fn pid(s: &str) -> Result<u32, String> {
+    const PID_MAX_LIMIT: u32 = 1 << 22;
+    let n: u32 = s
+        .trim()
+        .parse()
+        .map_err(|_| format!("{s:?} is not a process id (a number, e.g. from `pgrep`)"))?;
+    if n == 0 || n > PID_MAX_LIMIT {
+        return Err(format!(
+            "{n} is not a process id (they go from 1 to {PID_MAX_LIMIT})"
+        ));
+    }
+    Ok(n)
+}
+
+/// `--budget`: a percentage of the target's CPU time, 0 (off) to 100.
+fn budget(s: &str) -> Result<f64, String> {
+    let v: f64 = s
+        .trim()
+        .parse()
+        .map_err(|_| format!("{s:?} is not a number: give a percentage from 0 to 100 (0 = off)"))?;
+    if v.is_nan() {
+        return Err(format!(
+            "{s:?} is not a number: give a percentage from 0 to 100 (0 = off)"
+        ));
+    }
+    if !(0.0..=100.0).contains(&v) {
+        return Err(format!(
+            "{s:?} is out of range: give a percentage from 0 to 100 (0 = off)"
+        ));
+    }
+    Ok(v)
+}
+
+/// Odd but legal settings, one message each (without the `tracer: ` prefix); the
+/// caller prints them to stderr (`tracer: warning: {message}`) and carries on.
+#[allow(dead_code, reason = "called by main once it prints the warnings")]
+pub fn warnings(opts: &TraceOpts) -> Vec<String> {
+    /// Above this `--budget`, the slowdown it allows is worth a warning.
+    const BUDGET_WARN_ABOVE: f64 = 20.0;
+    /// Parked goroutines are read from memory once a second.
+    const READ_INTERVAL: Duration = Duration::from_secs(1);
+    let mut out = Vec::new();
+    // The budget samples the park probes and lock sites; --events turns it off.
+    let probes = matches!(opts.mode, Mode::Parks | Mode::Locks) && !opts.events;
+    if probes && opts.budget > BUDGET_WARN_ABOVE {
+        out.push(format!(
+            "--budget {}: the probes may slow the target by up to {}%",
+            opts.budget, opts.budget
+        ));
+    }
+    if opts.park_threshold < Duration::from_secs(1) {
+        out.push(format!(
+            "--park-threshold {:?} is below 1s: every short wait will be reported as long_parked",
+            opts.park_threshold
+        ));
+    }
+    if opts.leak_window < READ_INTERVAL {
+        out.push(format!(
+            "--leak-window {:?} is shorter than the {READ_INTERVAL:?} between two reads of the goroutines: the growing rule will hardly ever fire",
+            opts.leak_window
+        ));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::error::ErrorKind;
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("tracer").chain(args.iter().copied()))
+    }
+
+    fn opts(args: &[&str]) -> TraceOpts {
+        let mut all = vec!["attach", "1"];
+        all.extend_from_slice(args);
+        match parse(&all)
+            .unwrap_or_else(|e| panic!("{args:?}: {e}"))
+            .command
+        {
+            Command::Attach { opts, .. } => opts,
+            c => panic!("{c:?}"),
+        }
+    }
+
+    /// The error's first line, as clap prints it.
+    fn first_line(args: &[&str]) -> String {
+        let e = parse(args).expect_err(&format!("{args:?} was accepted"));
+        assert_eq!(e.exit_code(), 2, "{args:?}");
+        assert_eq!(e.kind(), ErrorKind::ValueValidation, "{args:?}: {e}");
+        e.to_string().lines().next().unwrap_or("").to_string()
+    }
+
+    #[test]
+    fn budget_is_a_percentage() {
+        assert_eq!(opts(&[]).budget, 5.0);
+        assert_eq!(opts(&["--budget", "0"]).budget, 0.0);
+        assert_eq!(opts(&["--budget", "100"]).budget, 100.0);
+        assert_eq!(opts(&["--lock-budget", "2.5"]).budget, 2.5);
+        for bad in [
+            "-3", "-inf", "inf", "NaN", "nan", "1000", "100.5", "-0.1", "five", "",
+        ] {
+            let line = first_line(&["attach", "1", "--budget", bad]);
+            assert!(line.contains("--budget"), "{bad}: {line}");
+            assert!(line.contains("0 to 100"), "{bad}: {line}");
+            let line = first_line(&["run", "--budget", bad, "--", "x"]);
+            assert!(line.contains("--budget"), "{bad}: {line}");
+        }
+    }
+
+    #[test]
+    fn durations_are_positive_and_at_most_a_year() {
+        for flag in ["--duration", "--park-threshold", "--leak-window"] {
+            for (bad, says) in [
+                ("99999999999999999999h", "365 days"),
+                ("366d", "365 days"),
+                ("0", "greater than 0"),
+                ("0s", "greater than 0"),
+                ("-5s", "negative"),
+                ("NaN", "expected a number"),
+                ("5x", "unknown unit"),
+            ] {
+                for args in [
+                    vec!["attach", "1", flag, bad],
+                    vec!["run", flag, bad, "--", "x"],
+                ] {
+                    let line = first_line(&args);
+                    assert!(line.starts_with("error: "), "{args:?}: {line}");
+                    assert!(line.contains(flag), "{args:?}: {line}");
+                    assert!(line.contains(says), "{args:?}: {line}");
+                }
+            }
+        }
+        let o = opts(&["--duration", "365d", "--park-threshold", "2s"]);
+        assert_eq!(o.duration, Some(crate::duration::MAX));
+        assert_eq!(o.park_threshold, Duration::from_secs(2));
+        assert_eq!(o.leak_window, Duration::from_secs(30));
+    }
+
+    #[test]
+    fn pids_are_real_process_ids() {
+        for bad in ["0", "-1", "4294967295", "abc"] {
+            let e = parse(&["attach", bad]).expect_err(bad);
+            assert_eq!(e.exit_code(), 2, "{bad}");
+        }
+        assert!(parse(&["plan", "0"]).is_err());
+        assert!(parse(&["attach", "4194304"]).is_ok());
+    }
+
+    #[test]
+    fn defaults_give_no_warning() {
+        assert!(warnings(&opts(&[])).is_empty());
+        assert!(warnings(&opts(&["--park-threshold", "1s", "--leak-window", "3s"])).is_empty());
+        assert!(warnings(&opts(&["--budget", "20"])).is_empty());
+        assert!(warnings(&opts(&["--budget", "0"])).is_empty());
+    }
+
+    #[test]
+    fn odd_values_are_warned_about() {
+        let w = warnings(&opts(&["--budget", "50"]));
+        assert_eq!(w.len(), 1, "{w:?}");
+        assert!(w[0].contains("up to 50%"), "{w:?}");
+        // No probe, no slowdown: nothing to warn about.
+        assert!(warnings(&opts(&["--budget", "50", "--mode", "watch"])).is_empty());
+        assert!(warnings(&opts(&["--budget", "50", "--events"])).is_empty());
+        let w = warnings(&opts(&["--park-threshold", "200ms"]));
+        assert_eq!(w.len(), 1, "{w:?}");
+        assert!(
+            w[0].contains("--park-threshold") && w[0].contains("every short wait"),
+            "{w:?}"
+        );
+        let w = warnings(&opts(&["--leak-window", "500ms"]));
+        assert_eq!(w.len(), 1, "{w:?}");
+        assert!(w[0].contains("--leak-window"), "{w:?}");
+        for w in warnings(&opts(&[
+            "--budget",
+            "99",
+            "--park-threshold",
+            "1ns",
+            "--leak-window",
+            "1ms",
+        ])) {
+            assert!(!w.contains('\n') && !w.starts_with("tracer"), "{w:?}");
+        }
+    }
 }

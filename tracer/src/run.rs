@@ -218,17 +218,78 @@ fn signal_name(sig: i32) -> String {
     abbrev.to_string()
 }
 
+/// The program to run, found the way `execvp` finds it (a name with a `/` as is,
+/// otherwise the first executable regular file of that name in `PATH`), and checked
+/// up front: a directory or a file without an execute bit is refused here, with a
+/// message, rather than failing `exec` in the child after the probes went in.
 fn resolve(prog: &str) -> Result<PathBuf> {
-    let p = PathBuf::from(prog);
-    if p.components().count() > 1 {
-        if !p.exists() {
-            bail!("{prog}: no such file");
+    /// A regular file this process may execute, or why not (`shown` names it).
+    fn runnable(shown: &str, path: &std::path::Path, meta: &std::fs::Metadata) -> Result<()> {
+        use std::os::unix::fs::PermissionsExt as _;
+        if meta.is_dir() {
+            bail!("{shown} is a directory, not a program");
         }
+        if !meta.is_file() {
+            bail!("{shown} is not a regular file, not a program");
+        }
+        if meta.permissions().mode() & 0o111 == 0 {
+            bail!("{shown} is not executable (chmod +x {shown})");
+        }
+        let c_path =
+            CString::new(path.as_os_str().as_bytes()).context("program path with a NUL byte")?;
+        // SAFETY: a valid NUL-terminated path; faccessat only reads it.
+        let r = unsafe {
+            libc::faccessat(
+                libc::AT_FDCWD,
+                c_path.as_ptr(),
+                libc::X_OK,
+                libc::AT_EACCESS,
+            )
+        };
+        if r != 0 {
+            bail!(
+                "{shown} is not executable by this user: {}",
+                std::io::Error::last_os_error()
+            );
+        }
+        Ok(())
+    }
+
+    if prog.is_empty() {
+        bail!("the program to run is an empty string");
+    }
+    if prog.contains('/') {
+        let p = PathBuf::from(prog);
+        let meta = match std::fs::metadata(&p) {
+            Ok(m) => m,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => bail!("{prog}: no such file"),
+            Err(e) => return Err(e).with_context(|| prog.to_string()),
+        };
+        runnable(prog, &p, &meta)?;
         return Ok(p);
     }
     let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .map(|d| d.join(prog))
-        .find(|c| c.is_file())
-        .with_context(|| format!("{prog}: not found in PATH"))
+    let mut skipped = None;
+    for dir in std::env::split_paths(&path) {
+        let c = dir.join(prog);
+        let Ok(meta) = std::fs::metadata(&c) else {
+            continue;
+        };
+        match runnable(&c.to_string_lossy(), &c, &meta) {
+            Ok(()) => return Ok(c),
+            Err(e) if skipped.is_none() && meta.is_file() => skipped = Some(e),
+            Err(_) => {}
+        }
+    }
+    if let Some(e) = skipped {
+        bail!("{prog}: not found in PATH ({e})");
+    }
+    let here = PathBuf::from(".").join(prog);
+    if let Ok(meta) = std::fs::metadata(&here) {
+        match runnable(&here.to_string_lossy(), &here, &meta) {
+            Ok(()) => bail!("{prog}: not found in PATH (to run the one here, write ./{prog})"),
+            Err(e) => bail!("{prog}: not found in PATH ({e})"),
+        }
+    }
+    bail!("{prog}: not found in PATH")
 }
