@@ -288,7 +288,6 @@ mod input {
     /// CAP_KILL (without it the target stayed stopped after the tracer left), and
     /// snapshot mode needs CAP_SYS_PTRACE only.
     #[test]
-    #[ignore = "enable once main.rs calls privileges::check_for(mode, Target::Pid(pid))"]
     fn capabilities_depend_on_the_target_and_the_mode() {
         let Some(mut no_kill) = as_nobody("+sys_admin,+sys_ptrace") else {
             return;

@@ -185,7 +185,6 @@ fn budget(s: &str) -> Result<f64, String> {
 
 /// Odd but legal settings, one message each (without the `tracer: ` prefix); the
 /// caller prints them to stderr (`tracer: warning: {message}`) and carries on.
-#[allow(dead_code, reason = "called by main once it prints the warnings")]
 pub fn warnings(opts: &TraceOpts) -> Vec<String> {
     /// Above this `--budget`, the slowdown it allows is worth a warning.
     const BUDGET_WARN_ABOVE: f64 = 20.0;

@@ -93,7 +93,8 @@ fn real_main(cli: Cli) -> Result<u8> {
             Ok(0)
         }
         Command::Attach { pid, opts } => {
-            privileges::check()?;
+            privileges::check_for(opts.mode, privileges::Target::Pid(pid))?;
+            warn_odd(&opts);
             let target = TargetInfo::from_pid(pid)?;
             let traced = trace(&target, pid, opts, None)?;
             Ok(if traced.output_closed {
@@ -103,9 +104,17 @@ fn real_main(cli: Cli) -> Result<u8> {
             })
         }
         Command::Run { opts, command } => {
-            privileges::check()?;
+            privileges::check_for(opts.mode, privileges::Target::Child)?;
+            warn_odd(&opts);
             run::run(&command, opts)
         }
+    }
+}
+
+/// Odd but legal flag values: said once, then the trace goes on.
+fn warn_odd(opts: &TraceOpts) {
+    for w in cli::warnings(opts) {
+        say!("tracer: warning: {w}");
     }
 }
 

@@ -25,7 +25,6 @@ use anyhow::{bail, Result};
 /// What is traced: a running process, or the program `tracer run` starts (the
 /// tracer's own child: nothing to check about it).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[allow(dead_code, reason = "Pid is used once attach calls check_for")]
 pub enum Target {
     Pid(u32),
     Child,
@@ -54,18 +53,8 @@ impl Cap {
     }
 }
 
-/// The checks of the probe modes that do not depend on the target (what `tracer
-/// run` needs). Attach should call [`check_for`] with its PID instead.
-pub fn check() -> Result<()> {
-    check_with(Mode::Parks, Target::Child, false)
-}
-
 /// Whether this process may trace `target` in `mode`; the error names every missing
 /// capability and what it is for, on one line.
-#[allow(
-    dead_code,
-    reason = "called by main once attach passes its mode and PID"
-)]
 pub fn check_for(mode: Mode, target: Target) -> Result<()> {
     check_with(mode, target, true)
 }

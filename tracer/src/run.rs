@@ -47,6 +47,15 @@ pub fn run(command: &[String], opts: TraceOpts) -> Result<u8> {
             // The program never outlives a tracer that dies (SIGKILL, OOM kill):
             // nobody would be left to stop it, or to report on it.
             libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            // The tracer's ambient capabilities (setpriv, a systemd unit) are not
+            // the program's to have.
+            libc::prctl(
+                libc::PR_CAP_AMBIENT,
+                libc::PR_CAP_AMBIENT_CLEAR_ALL,
+                0,
+                0,
+                0,
+            );
             if libc::getppid() != tracer_pid {
                 libc::_exit(127);
             }
