@@ -18,6 +18,7 @@ mod fixtures;
 pub mod frames;
 pub mod input;
 pub mod lockgraph;
+pub mod lockwatch;
 pub mod model;
 pub mod report;
 pub mod summary;

@@ -46,11 +46,15 @@ pub struct Guardian {
 impl Guardian {
     /// Starts the guardian for the target behind `pidfd`, watching `map` (the
     /// `EXIT_HOLD` map).
-    pub fn start(pidfd: impl AsFd, map: impl AsFd, pid: u32) -> Result<Guardian> {
+    pub fn start(
+        pidfd: std::os::fd::BorrowedFd<'_>,
+        map: std::os::fd::BorrowedFd<'_>,
+        pid: u32,
+    ) -> Result<Guardian> {
         let (read, write) = pipe()?;
         let fds = [
-            dup(pidfd.as_fd())?,
-            dup(map.as_fd())?,
+            dup(pidfd)?,
+            dup(map)?,
             read, // moved into the child below
         ];
         let raw: Vec<i32> = fds.iter().map(|f| f.as_raw_fd()).collect();
@@ -147,7 +151,7 @@ pub fn main(pid: &str) -> u8 {
     let mut agent_gone: Option<u64> = None;
     let mut released = 0u64;
     loop {
-        let now = crate::session::monotonic_ns();
+        let now = crate::clock::monotonic_ns();
         let held = lookup(FD_MAP, HELD_SINCE).unwrap_or(0);
         let pending = held != 0 && held != released;
         if pending && (agent_gone.is_some() || now.saturating_sub(held) >= MAX_HOLD_NS) {
@@ -209,7 +213,7 @@ pub fn main(pid: &str) -> u8 {
                 return 0;
             }
             if r <= 0 {
-                agent_gone = Some(crate::session::monotonic_ns());
+                agent_gone = Some(crate::clock::monotonic_ns());
             }
         }
     }

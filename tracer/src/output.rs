@@ -1,9 +1,13 @@
-//! Where the report goes: stdout or `--output FILE`, written by a thread of its own
-//! behind a bounded queue. The session hands over formatted bytes and never waits
+//! Where the report goes, and in what form: text or JSON Lines, chosen once, to
+//! stdout or `--output FILE`, written by a thread of its own behind a bounded
+//! queue. The session hands over findings and events and never formats or waits
 //! for a slow reader: what does not fit in the queue is counted and reported, so
 //! `--duration`, the budget and the exit hold never depend on who reads the output.
 //! Only the final report waits, once the target has been let go and the probes are
-//! detached.
+//! detached. Nothing here computes a finding.
+use crate::budget::BudgetReport;
+use crate::cli::Format;
+use crate::decode::LiveEvent;
 use anyhow::{Context as _, Result};
 use std::io::Write as _;
 use std::path::Path;
@@ -11,6 +15,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{sync_channel, SyncSender, TrySendError};
 use std::sync::Arc;
 use std::thread::JoinHandle;
+use tracer_analysis::lockgraph::LockFinding;
+use tracer_analysis::lockwatch::HoldTimes;
+use tracer_analysis::{report, Findings, Report};
 
 /// Chunks (one per drain or tick) waiting for the writer, at most.
 const QUEUE: usize = 4096;
@@ -28,11 +35,14 @@ struct Shared {
     closed: AtomicBool,
 }
 
-/// The session's handle: cheap to clone, never blocks in [`Output::stream`].
+/// The session's handle: cheap to clone, never blocks but in [`Output::report`].
 #[derive(Clone)]
 pub struct Output {
     tx: SyncSender<Vec<u8>>,
     shared: Arc<Shared>,
+    format: Format,
+    /// Event times print relative to this (monotonic ns).
+    t0: u64,
 }
 
 /// Owns the writer thread; [`Writer::finish`] flushes and reports how it went.
@@ -42,8 +52,9 @@ pub struct Writer {
 }
 
 impl Writer {
-    /// Writes to `path`, or to stdout when there is none.
-    pub fn new(path: Option<&Path>) -> Result<Writer> {
+    /// Writes `format` to `path`, or to stdout when there is none; event times are
+    /// printed relative to `t0`.
+    pub fn new(path: Option<&Path>, format: Format, t0: u64) -> Result<Writer> {
         let dest: Box<dyn std::io::Write + Send> = match path {
             Some(p) => Box::new(
                 std::fs::File::create(p)
@@ -80,7 +91,12 @@ impl Writer {
             })
             .context("starting the output thread")?;
         Ok(Writer {
-            handle: Output { tx, shared },
+            handle: Output {
+                tx,
+                shared,
+                format,
+                t0,
+            },
             thread,
         })
     }
@@ -103,10 +119,101 @@ impl Writer {
     }
 }
 
+/// The closing report and what is printed before it.
+pub struct FinalReport<'a> {
+    pub report: &'a Report,
+    /// The park probes' budget, and the lock sites' (parks and locks modes).
+    pub budget: Option<(BudgetReport, Option<BudgetReport>)>,
+    pub lock_sites: usize,
+    pub holds: &'a [HoldTimes],
+    /// Locks mode: (lock findings, lock-order edges seen).
+    pub locks: Option<(usize, usize)>,
+}
+
 impl Output {
+    /// Findings that newly fired.
+    pub fn findings(&self, fresh: &Findings) {
+        if fresh.is_empty() {
+            return;
+        }
+        let mut out = Vec::new();
+        let _ = match self.format {
+            Format::Text => report::text::write_findings(fresh, &mut out),
+            Format::Json => report::json::write_findings(fresh, &mut out),
+        };
+        self.stream(out);
+    }
+
+    /// A lock finding, as it is found.
+    pub fn lock(&self, finding: &LockFinding) {
+        let mut out = Vec::new();
+        let _ = match self.format {
+            Format::Text => report::locks::write_text(finding, &mut out),
+            Format::Json => report::locks::write_json(finding, &mut out),
+        };
+        self.stream(out);
+    }
+
+    /// Lines of the `--events` view.
+    pub fn events(&self, events: &[LiveEvent]) {
+        let mut out = Vec::new();
+        for live in events {
+            let _ = match self.format {
+                Format::Text => writeln!(out, "{}", live.text(self.t0)),
+                Format::Json => {
+                    writeln!(out, "{}", serde_json::to_string(live).unwrap_or_default())
+                }
+            };
+        }
+        self.stream(out);
+    }
+
+    /// The final report: the budget's account, hold times, then the report,
+    /// whose summary line is always the last in JSON. Waits for the reader.
+    pub fn report(&self, r: &FinalReport<'_>) -> Result<()> {
+        let mut buf = Vec::new();
+        if let Some((parks, locks)) = &r.budget {
+            write_budget(parks, locks.as_ref(), r.lock_sites, self.format, &mut buf)?;
+        }
+        if self.format == Format::Json {
+            for h in r.holds {
+                writeln!(buf, "{}", serde_json::to_string(h)?)?;
+            }
+        } else if !r.holds.is_empty() {
+            writeln!(
+                buf,
+                "lock hold times by class (upper bounds of log2 buckets):"
+            )?;
+            for h in r.holds {
+                writeln!(
+                    buf,
+                    "  {}: {} holds, p50 < {}, p99 < {}, max < {}",
+                    h.class,
+                    h.count,
+                    crate::report_fmt::human_ns(h.p50_ns),
+                    crate::report_fmt::human_ns(h.p99_ns),
+                    crate::report_fmt::human_ns(h.max_ns)
+                )?;
+            }
+            writeln!(buf)?;
+        }
+        if let (Some((findings, edges)), Format::Text) = (r.locks, self.format) {
+            writeln!(
+                buf,
+                "lock findings: {findings} ({edges} lock-order edges seen)\n"
+            )?;
+        }
+        match self.format {
+            Format::Text => report::text::write(r.report, &mut buf)?,
+            Format::Json => report::json::write(r.report, &mut buf)?,
+        }
+        self.write(buf);
+        Ok(())
+    }
+
     /// Hands over lines written while tracing; when the queue is full they are
     /// dropped and counted, never waited for.
-    pub fn stream(&self, chunk: Vec<u8>) {
+    fn stream(&self, chunk: Vec<u8>) {
         if chunk.is_empty() || self.closed() {
             return;
         }
@@ -130,7 +237,7 @@ impl Output {
     }
 
     /// The final report: waits for room, as nothing else is left to do.
-    pub fn write(&self, chunk: Vec<u8>) {
+    fn write(&self, chunk: Vec<u8>) {
         if !chunk.is_empty() {
             self.shared.queued.fetch_add(chunk.len(), Ordering::Relaxed);
             let _ = self.tx.send(chunk);
@@ -147,6 +254,51 @@ impl Output {
     }
 }
 
+/// The budget's account: what was sampled, for what share of the time.
+fn write_budget(
+    parks: &BudgetReport,
+    locks: Option<&BudgetReport>,
+    lock_sites: usize,
+    format: Format,
+    out: &mut dyn std::io::Write,
+) -> Result<()> {
+    let locks_on = locks.map(|l| l.on_fraction);
+    // The park budget's estimate counts the lock sites and the agent too.
+    let peak = parks
+        .peak_estimate_percent
+        .max(locks.map_or(0.0, |l| l.peak_estimate_percent));
+    if format == Format::Json {
+        let line = serde_json::json!({
+            "kind": "budget",
+            "budget_percent": parks.budget_percent,
+            "peak_estimate_percent": peak,
+            "park_probes_on": parks.on_fraction,
+            "park_probes_switched_off": parks.switches_off,
+            "lock_sites": lock_sites,
+            "lock_sites_on": locks_on,
+            "lock_sites_switched_off": locks.map(|l| l.switches_off),
+        });
+        writeln!(out, "{line}")?;
+        return Ok(());
+    }
+    write!(
+        out,
+        "probe budget {}%: peak estimated probe cost {:.1}%; park probes on {:.0}% of the time",
+        parks.budget_percent,
+        peak,
+        parks.on_fraction * 100.0,
+    )?;
+    if let Some(on) = locks_on {
+        write!(
+            out,
+            "; {lock_sites} lock sites on {:.0}% of the time",
+            on * 100.0
+        )?;
+    }
+    writeln!(out)?;
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -157,6 +309,8 @@ mod tests {
         let out = Output {
             tx,
             shared: Arc::default(),
+            format: Format::Text,
+            t0: 0,
         };
         out.stream(vec![b'x'; QUEUE_BYTES - 1]);
         out.stream(b"y\n".to_vec());
@@ -169,6 +323,8 @@ mod tests {
         let out = Output {
             tx,
             shared: Arc::default(),
+            format: Format::Text,
+            t0: 0,
         };
         out.stream(b"a\n".to_vec());
         out.stream(b"b\nc\n".to_vec());
@@ -180,7 +336,7 @@ mod tests {
     #[test]
     fn a_file_gets_every_chunk_in_order() {
         let path = std::env::temp_dir().join(format!("tracer-output-{}", std::process::id()));
-        let w = Writer::new(Some(&path)).unwrap();
+        let w = Writer::new(Some(&path), Format::Text, 0).unwrap();
         let out = w.handle();
         for i in 0..100 {
             out.write(format!("{i}\n").into_bytes());

@@ -193,7 +193,7 @@ fn idle_mask(target: &TargetInfo, events: bool) -> u64 {
         .iter()
         .enumerate()
         .take(64)
-        .filter(|(_, r)| crate::session::is_idle_wait(r))
+        .filter(|(_, r)| crate::decode::is_idle_wait(r))
         .fold(0, |m, (i, _)| m | (1 << i))
 }
 

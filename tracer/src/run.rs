@@ -73,7 +73,7 @@ pub fn run(command: &[String], opts: TraceOpts) -> Result<u8> {
         pid: pid as u32,
         start: Some(write_fd),
     };
-    let result = crate::trace(&target, child.pid, opts, Some(&mut child));
+    let result = crate::trace::trace(&target, child.pid, opts, Some(&mut child));
     let code = match &result {
         Err(_) => {
             // SAFETY: signalling our own child.
@@ -105,7 +105,7 @@ struct Child {
     start: Option<i32>,
 }
 
-impl crate::Program for Child {
+impl crate::trace::Program for Child {
     fn release(&mut self) -> Result<()> {
         let Some(fd) = self.start.take() else {
             return Ok(());

@@ -1,0 +1,408 @@
+//! Lock analysis of a live trace, between the kernel's held sets and the lock
+//! graph: which lock records to trust around a switch of the lock sites, which
+//! writer a recursive read lock waits behind, who waits for whom among parked
+//! goroutines, and the held sets kept for goroutines parked across a switch. It
+//! takes plain values (held sets as the kernel recorded them, the goroutine model)
+//! and never reads the kernel or formats a finding.
+use crate::input::{Frame, Object};
+use crate::lockgraph::{class_of, LockEdge, LockFinding, LockGraph, WaitLink};
+use crate::model::Model;
+use serde::Serialize;
+use std::collections::HashMap;
+
+/// The locks one goroutine holds, as the kernel recorded them: (lock, read).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HeldSet {
+    pub locks: Vec<(u64, bool)>,
+}
+
+/// How long records written during a switch of the lock sites may still arrive.
+const SWITCH_MEMORY_NS: u64 = 10_000_000_000;
+
+/// A read this recent confirms which goroutines are still parked.
+const FRESH_READ_NS: u64 = 100_000_000;
+
+#[derive(Debug, Default)]
+pub struct LockWatch {
+    pub graph: LockGraph,
+    /// Every lock finding so far, in the order found.
+    pub findings: Vec<LockFinding>,
+    /// Held sets as they were when the lock sites last went off (goid -> when,
+    /// set): the switch purges the kernel's, yet a goroutine parked since then has
+    /// not run, so it still holds exactly these. A deadlock that formed while the
+    /// sites were on stays visible after they go off.
+    frozen: HashMap<u64, (u64, HeldSet)>,
+    /// Recent times (from..to) when the lock sites were being switched.
+    switches: Vec<(u64, u64)>,
+    /// Lock records dropped because they were written during a switch.
+    pub skipped: u64,
+}
+
+impl LockWatch {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The lock sites were being switched from `from` to `to`: a Lock whose Unlock
+    /// probe was not in (yet, or any more) leaves a stale hold, so records
+    /// written then are not trusted.
+    pub fn switched(&mut self, from: u64, to: u64) {
+        self.switches
+            .retain(|(_, end)| to.saturating_sub(*end) < SWITCH_MEMORY_NS);
+        self.switches.push((from, to));
+    }
+
+    /// Whether a record written at `ts_ns` falls in a switch (it is then counted
+    /// as skipped, and must be forgotten by the kernel so it is sent again).
+    pub fn untrusted(&mut self, ts_ns: u64) -> bool {
+        let hit = self
+            .switches
+            .iter()
+            .any(|(from, to)| (*from..=*to).contains(&ts_ns));
+        self.skipped += u64::from(hit);
+        hit
+    }
+
+    /// A first-seen lock-order edge; a new inversion if it closes one.
+    pub fn edge(&mut self, edge: LockEdge) -> Option<LockFinding> {
+        let f = self.graph.add_edge(edge)?;
+        self.findings.push(f.clone());
+        Some(f)
+    }
+
+    /// A goroutine acquired a lock it already holds. A read lock taken twice is
+    /// reported with the writer parked behind the first, if one is.
+    pub fn self_acquire(
+        &mut self,
+        model: &Model,
+        goid: u64,
+        lock: u64,
+        read: bool,
+        site: Frame,
+        stack: Vec<Frame>,
+    ) -> Option<LockFinding> {
+        let writer = if read {
+            waiting_writer(model, lock)
+        } else {
+            None
+        };
+        let f = self
+            .graph
+            .self_acquire(goid, lock, read, site, stack, writer)?;
+        self.findings.push(f.clone());
+        Some(f)
+    }
+
+    /// Deadlock cycles among the goroutines parked in locks, not reported before.
+    /// `fresh_read`: a memory read has just confirmed which goroutines are parked,
+    /// so frozen held sets count too.
+    pub fn deadlocks(
+        &mut self,
+        model: &Model,
+        held: HashMap<u64, HeldSet>,
+        fresh_read: bool,
+    ) -> Vec<LockFinding> {
+        let links = self.wait_links(model, held, fresh_read);
+        let found = self.graph.deadlocks(&links);
+        self.findings.extend(found.iter().cloned());
+        found
+    }
+
+    /// Before the lock sites go off (and the kernel's held sets are purged): keeps
+    /// the sets for the goroutines that stay parked. Older freezes stand for
+    /// goroutines parked since; the rest are dropped.
+    pub fn freeze(&mut self, model: &Model, held: &HashMap<u64, HeldSet>, now: u64) {
+        self.frozen.retain(|goid, (at, _)| {
+            model
+                .goroutine(*goid)
+                .is_some_and(|p| p.parked.since_ns <= *at)
+        });
+        for (goid, h) in held {
+            if !h.locks.is_empty() {
+                self.frozen.insert(*goid, (now, h.clone()));
+            }
+        }
+    }
+
+    /// Wait-for links among parked goroutines: each blocked in a lock, with a
+    /// goroutine that holds that lock.
+    fn wait_links(
+        &self,
+        model: &Model,
+        mut sets: HashMap<u64, HeldSet>,
+        fresh_read: bool,
+    ) -> Vec<WaitLink> {
+        // Frozen sets count for goroutines parked since before their freeze, as
+        // a read has just confirmed (a read ends every park it does not list).
+        if fresh_read {
+            for (goid, (at, h)) in &self.frozen {
+                let still = model
+                    .goroutine(*goid)
+                    .is_some_and(|p| p.parked.since_ns <= *at);
+                if still && !sets.contains_key(goid) {
+                    sets.insert(*goid, h.clone());
+                }
+            }
+        }
+        // lock -> [(goid, read)]
+        let mut holders: HashMap<u64, Vec<(u64, bool)>> = HashMap::new();
+        for (goid, h) in sets {
+            for (lock, read) in h.locks {
+                holders.entry(lock).or_default().push((goid, read));
+            }
+        }
+        let mut waiting: HashMap<u64, u64> = HashMap::new();
+        let mut parked = Vec::new();
+        for p in model.parked() {
+            let lock = match p.parked.object {
+                Object::Mutex { addr } | Object::RwMutex { addr } => addr,
+                _ => continue,
+            };
+            waiting.insert(p.goid(), lock);
+            parked.push((
+                p.goid(),
+                lock,
+                p.parked.wait_reason.clone(),
+                p.parked.frames.to_vec(),
+            ));
+        }
+        let mut links = Vec::new();
+        for (goid, lock, reason, frames) in parked {
+            // A reader waits for the writer; a writer for anyone holding the lock.
+            let holder = holders.get(&lock).and_then(|hs| {
+                hs.iter().find_map(|&(g, read)| {
+                    let ok = g != goid
+                        && waiting.get(&g) != Some(&lock)
+                        && !(&*reason == "sync.RWMutex.RLock" && read);
+                    ok.then_some(g)
+                })
+            });
+            if let Some(holder) = holder {
+                links.push(WaitLink {
+                    goid,
+                    wait_reason: reason,
+                    lock,
+                    holder,
+                    frames,
+                });
+            }
+        }
+        links
+    }
+}
+
+/// Whether a memory read at `last_read` (monotonic ns) is recent enough at `now`
+/// to confirm the parked set.
+pub fn fresh_read(last_read: Option<u64>, now: u64) -> bool {
+    last_read.is_some_and(|t| now.saturating_sub(t) < FRESH_READ_NS)
+}
+
+/// The writer parked waiting for `lock`, if any (for the recursive read lock).
+fn waiting_writer(model: &Model, lock: u64) -> Option<u64> {
+    model.parked().find_map(|p| {
+        let waits = matches!(p.parked.object, Object::RwMutex { addr } if addr == lock);
+        (waits && &*p.parked.wait_reason == "sync.RWMutex.Lock").then_some(p.goid())
+    })
+}
+
+/// How long locks of one class were held.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct HoldTimes {
+    pub kind: &'static str,
+    pub class: String,
+    pub count: u64,
+    pub p50_ns: u64,
+    pub p99_ns: u64,
+    pub max_ns: u64,
+}
+
+impl HoldTimes {
+    /// From log2 buckets (bucket b holds [2^(b-1), 2^b) ns); each figure is the
+    /// upper bound of its bucket.
+    pub fn from_buckets(class: String, buckets: &[u64]) -> Self {
+        let count: u64 = buckets.iter().sum();
+        let upper = |b: usize| 1u64 << b.min(63);
+        let quantile = |q: f64| {
+            let target = (count as f64 * q).ceil() as u64;
+            let mut seen = 0;
+            for (b, n) in buckets.iter().enumerate() {
+                seen += n;
+                if seen >= target.max(1) {
+                    return upper(b);
+                }
+            }
+            0
+        };
+        let max = buckets.iter().rposition(|n| *n > 0).map_or(0, upper);
+        Self {
+            kind: "lock_hold",
+            class,
+            count,
+            p50_ns: quantile(0.5),
+            p99_ns: quantile(0.99),
+            max_ns: max,
+        }
+    }
+}
+
+/// Hold-time histograms per lock class, from each site's buckets (`buckets[i]`
+/// for `sites[i]`; sites with no hold are left out).
+pub fn hold_times(sites: &[Frame], buckets: &[Vec<u64>]) -> Vec<HoldTimes> {
+    let mut by_class: std::collections::BTreeMap<String, Vec<u64>> = Default::default();
+    for (frame, site) in sites.iter().zip(buckets) {
+        if site.iter().all(|n| *n == 0) {
+            continue;
+        }
+        let acc = by_class
+            .entry(class_of(frame))
+            .or_insert_with(|| vec![0; site.len()]);
+        for (a, b) in acc.iter_mut().zip(site) {
+            *a += b;
+        }
+    }
+    by_class
+        .into_iter()
+        .map(|(class, buckets)| HoldTimes::from_buckets(class, &buckets))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fixtures::{parked, SECOND};
+    use crate::input::Input;
+    use crate::{Analyzer, Config};
+
+    fn waiting_on(goid: u64, reason: &str, object: Object) -> Input {
+        let mut p = parked(goid, SECOND, 40 + goid as u32);
+        p.wait_reason = reason.into();
+        p.object = object;
+        Input::Park {
+            ts_ns: SECOND,
+            parked: p,
+        }
+    }
+
+    fn held(locks: &[(u64, bool)]) -> HeldSet {
+        HeldSet {
+            locks: locks.to_vec(),
+        }
+    }
+
+    #[test]
+    fn two_goroutines_each_waiting_for_the_others_lock_deadlock_once() {
+        let mut a = Analyzer::new(Config::default()).unwrap();
+        a.apply(waiting_on(
+            1,
+            "sync.Mutex.Lock",
+            Object::Mutex { addr: 0xb },
+        ));
+        a.apply(waiting_on(
+            2,
+            "sync.Mutex.Lock",
+            Object::Mutex { addr: 0xa },
+        ));
+        let sets: HashMap<u64, HeldSet> =
+            [(1, held(&[(0xa, false)])), (2, held(&[(0xb, false)]))].into();
+        let mut w = LockWatch::new();
+        let found = w.deadlocks(a.model(), sets.clone(), false);
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0].rule(), "deadlock");
+        assert!(w.deadlocks(a.model(), sets, false).is_empty());
+        assert_eq!(w.findings.len(), 1);
+    }
+
+    #[test]
+    fn frozen_sets_count_only_after_a_fresh_read() {
+        let mut a = Analyzer::new(Config::default()).unwrap();
+        a.apply(waiting_on(
+            1,
+            "sync.Mutex.Lock",
+            Object::Mutex { addr: 0xb },
+        ));
+        a.apply(waiting_on(
+            2,
+            "sync.Mutex.Lock",
+            Object::Mutex { addr: 0xa },
+        ));
+        let sets: HashMap<u64, HeldSet> =
+            [(1, held(&[(0xa, false)])), (2, held(&[(0xb, false)]))].into();
+        let mut w = LockWatch::new();
+        // The lock sites go off: the kernel's sets are purged, the frozen ones stay.
+        w.freeze(a.model(), &sets, 2 * SECOND);
+        assert!(w.deadlocks(a.model(), HashMap::new(), false).is_empty());
+        assert_eq!(w.deadlocks(a.model(), HashMap::new(), true).len(), 1);
+    }
+
+    #[test]
+    fn a_reader_does_not_wait_for_another_reader() {
+        let mut a = Analyzer::new(Config::default()).unwrap();
+        a.apply(waiting_on(
+            1,
+            "sync.RWMutex.RLock",
+            Object::RwMutex { addr: 0xa },
+        ));
+        a.apply(waiting_on(
+            2,
+            "sync.Mutex.Lock",
+            Object::Mutex { addr: 0xb },
+        ));
+        let sets: HashMap<u64, HeldSet> =
+            [(1, held(&[(0xb, false)])), (2, held(&[(0xa, true)]))].into();
+        let mut w = LockWatch::new();
+        assert!(w.deadlocks(a.model(), sets, false).is_empty());
+    }
+
+    #[test]
+    fn recursive_read_lock_names_the_waiting_writer() {
+        let mut a = Analyzer::new(Config::default()).unwrap();
+        a.apply(waiting_on(
+            7,
+            "sync.RWMutex.Lock",
+            Object::RwMutex { addr: 0xa },
+        ));
+        let mut w = LockWatch::new();
+        let site = Frame::new("main.read", "/src/main.go", 10);
+        let f = w
+            .self_acquire(a.model(), 3, 0xa, true, site.clone(), vec![])
+            .expect("reported");
+        assert!(matches!(
+            f,
+            LockFinding::SelfDeadlock {
+                waiting_writer: Some(7),
+                ..
+            }
+        ));
+        // Without a writer, two read locks are not (yet) a deadlock.
+        let b = Analyzer::new(Config::default()).unwrap();
+        assert!(w
+            .self_acquire(b.model(), 4, 0xc, true, site, vec![])
+            .is_none());
+    }
+
+    #[test]
+    fn records_written_during_a_switch_are_untrusted_and_counted() {
+        let mut w = LockWatch::new();
+        w.switched(100, 200);
+        assert!(w.untrusted(150));
+        assert!(!w.untrusted(250));
+        assert_eq!(w.skipped, 1);
+        // Windows older than 10 s are forgotten.
+        w.switched(20 * SECOND, 20 * SECOND + 1);
+        assert!(!w.untrusted(150));
+    }
+
+    #[test]
+    fn hold_times_group_sites_by_class() {
+        let sites = [
+            Frame::new("main.a", "/src/main.go", 10),
+            Frame::new("main.a", "/src/main.go", 10),
+            Frame::new("main.b", "/src/main.go", 20),
+        ];
+        let buckets = vec![vec![0, 2, 0], vec![0, 0, 2], vec![0, 0, 0]];
+        let h = hold_times(&sites, &buckets);
+        assert_eq!(h.len(), 1);
+        assert_eq!(h[0].count, 4);
+        assert_eq!((h[0].p50_ns, h[0].max_ns), (2, 4));
+    }
+}

@@ -1,0 +1,13 @@
+//! The one clock every part of the agent and the kernel programs agree on:
+//! `CLOCK_MONOTONIC`, which is what `bpf_ktime_get_ns` reads.
+
+/// Now, in monotonic nanoseconds.
+pub fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: valid out-pointer.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}

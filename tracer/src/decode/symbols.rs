@@ -1,0 +1,138 @@
+//! PCs and stack ids to source frames, cached: the kernel hashes identical stacks to
+//! one id and most parks happen at a few places, so each is symbolized once. It
+//! reads the target's line tables only, never the kernel's maps (the decoder hands
+//! it the PCs).
+use std::collections::HashMap;
+use std::sync::Arc;
+use tracer_inspect::lines::SourceFrame;
+use tracer_inspect::TargetInfo;
+
+/// A map for the per-record caches: their keys are PCs and stack ids from our own
+/// probes, so the DoS-resistant default hasher only costs time.
+pub type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+
+/// Whether a frame belongs to the runtime or the sync machinery rather than to the
+/// code that blocked.
+pub fn is_runtime_frame(function: &str) -> bool {
+    function.starts_with("runtime.")
+        || function.starts_with("internal/")
+        || function.starts_with("sync.")
+        || function.starts_with("sync/atomic.")
+}
+
+/// The cache key of a stack read from memory: a hash of its PCs (FNV-1a).
+pub fn pcs_key(pcs: &[u64]) -> u64 {
+    pcs.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, pc| {
+        (h ^ pc).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+/// Turns PCs and stack ids into source frames, caching per stack id (the kernel's
+/// stack map hashes identical stacks to one id, so a site is symbolized once).
+pub struct Symbolizer<'t> {
+    target: &'t TargetInfo,
+    bias: u64,
+    /// Where the entry probe of gopark stands (run-time address; 0 if unknown).
+    gopark_probe: u64,
+    cache: FastMap<(i64, u64), Vec<SourceFrame>>,
+    /// Single PCs (`created by`, start functions): a handful of distinct ones,
+    /// looked up for every park record.
+    pcs: std::cell::RefCell<FastMap<(u64, bool), Option<SourceFrame>>>,
+}
+
+impl<'t> Symbolizer<'t> {
+    pub fn new(target: &'t TargetInfo) -> Self {
+        let bias = target.load_bias();
+        Self {
+            target,
+            bias,
+            gopark_probe: target
+                .funcs
+                .get("gopark")
+                .map_or(0, |f| f.vaddr + f.probe_offset + bias),
+            cache: FastMap::default(),
+            pcs: Default::default(),
+        }
+    }
+
+    /// Frames of a parked goroutine: the probed function, the caller the kernel's
+    /// frame-pointer walk misses (`caller`), then the rest of the stack.
+    pub fn cached(&self, stack_id: i64, caller: u64) -> Option<Vec<SourceFrame>> {
+        (stack_id >= 0)
+            .then(|| self.cache.get(&(stack_id, caller)).cloned())
+            .flatten()
+    }
+
+    pub fn stack(&mut self, stack_id: i64, ips: &[u64], caller: u64) -> Vec<SourceFrame> {
+        if let Some(f) = self.cache.get(&(stack_id, caller)) {
+            return f.clone();
+        }
+        let mut pcs: Vec<u64> = Vec::with_capacity(ips.len() + 1);
+        let mut it = ips.iter();
+        if let Some(&first) = it.next() {
+            // A probe on a call to gopark walks from the call itself: gopark goes on
+            // top, and the call (`caller`) after it, as from the probe at its entry.
+            let at_call = caller != 0
+                && self.gopark_probe != 0
+                && first == caller.wrapping_sub(tracer_inspect::callsites::CALL_REL32_LEN);
+            pcs.push(if at_call { self.gopark_probe } else { first });
+        }
+        let rest: Vec<u64> = it.copied().collect();
+        // Kernels since 6.14 add the return address themselves for a probe at a
+        // function's entry; older ones miss it.
+        if caller != 0 && rest.first() != Some(&caller) {
+            pcs.push(caller);
+        }
+        pcs.extend(rest);
+        let mut frames = Vec::new();
+        for (i, pc) in pcs.iter().enumerate() {
+            let pc = pc.wrapping_sub(self.bias);
+            // Return addresses point after the call: look up the call itself.
+            let lookup = if i == 0 { pc } else { pc.wrapping_sub(1) };
+            frames.extend(self.target.frames(lookup));
+        }
+        if stack_id >= 0 {
+            self.cache.insert((stack_id, caller), frames.clone());
+        }
+        frames
+    }
+
+    /// The source frame of a single PC (outermost function, for `created by`).
+    pub fn pc(&self, pc: u64, is_return_address: bool) -> Option<SourceFrame> {
+        if pc == 0 {
+            return None;
+        }
+        if let Some(f) = self.pcs.borrow().get(&(pc, is_return_address)) {
+            return f.clone();
+        }
+        let rel = pc.wrapping_sub(self.bias);
+        let lookup = if is_return_address { rel - 1 } else { rel };
+        let frame = self.target.frames(lookup).pop();
+        let mut cache = self.pcs.borrow_mut();
+        if cache.len() < 100_000 {
+            cache.insert((pc, is_return_address), frame.clone());
+        }
+        frame
+    }
+
+    pub fn function(&self, pc: u64) -> Option<Arc<str>> {
+        self.pc(pc, false).map(|f| f.function)
+    }
+
+    /// Frames of a stack read from the target's memory (run-time PCs, return
+    /// addresses after the first).
+    pub fn pcs(&mut self, pcs: &[u64]) -> Vec<SourceFrame> {
+        let key = pcs_key(pcs);
+        if let Some(f) = self.cache.get(&(-2, key)) {
+            return f.clone();
+        }
+        let mut frames = Vec::new();
+        for (i, pc) in pcs.iter().enumerate() {
+            let pc = pc.wrapping_sub(self.bias);
+            let lookup = if i == 0 { pc } else { pc.wrapping_sub(1) };
+            frames.extend(self.target.frames(lookup));
+        }
+        self.cache.insert((-2, key), frames.clone());
+        frames
+    }
+}
