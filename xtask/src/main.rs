@@ -4,6 +4,7 @@
 //! project needs (see `docs/toolchain.md`) and runs everything else through them, so a
 //! fresh clone needs nothing but rustup, Python and a C compiler.
 mod bench;
+mod build;
 mod setup;
 mod tasks;
 
@@ -13,7 +14,7 @@ fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.first().map(String::as_str) {
         Some("setup") => setup::setup(&args[1..]).map(|_| ()),
-        Some("build") => tasks::build().map(|_| ()),
+        Some("build") => build::build().map(|_| ()),
         Some("demo") => tasks::demo(&args[1..]),
         Some("test") => tasks::test(&args[1..]),
         Some("bench") => tasks::bench(&args[1..]),

@@ -1,0 +1,195 @@
+//! `results.md`: the method, the targets, the workload and HTTP tables, and what was
+//! not measured and why. Wording and layout: medians and ratios come from `stats`,
+//! never computed here, so the markdown and the JSON quote the same figures.
+use super::format::{mb, opt_secs, thousands};
+use super::Report;
+use crate::bench::configs::{config, How};
+use crate::bench::runner::SLOW_SESSION_SECS;
+use crate::bench::samples::{Agent, Row};
+use crate::bench::stats::min_max;
+use crate::bench::workloads::http::{HTTP_CONNS, HTTP_RATE_SHARE};
+use crate::bench::workloads::micro::WORKLOADS;
+use std::fmt::Write as _;
+
+impl Report<'_> {
+    fn table(&self, md: &mut String, rows: &[Row], unit: &str) {
+        let _ = writeln!(
+            md,
+            "| workload | config | ratio vs untraced (median) | ratio range | median {unit} \
+             | agent CPU (share of its wall time) | agent peak RSS | tracer start / stop \
+             | events/s | drops |\n|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"
+        );
+        for r in rows {
+            let name = if r.n > 0 && r.na.is_none() {
+                format!("{} (n={})", r.workload, thousands(r.n as f64))
+            } else {
+                r.workload.clone()
+            };
+            if let Some(why) = &r.na {
+                let short = if why.starts_with("mode not available") {
+                    "n/a (mode not available)".to_string()
+                } else {
+                    format!("n/a ({why})")
+                };
+                let _ = writeln!(
+                    md,
+                    "| {name} | {} | {short} | | | | | | | |",
+                    r.config.label
+                );
+                continue;
+            }
+            let ratio = r.ratio().map_or("-".into(), |x| format!("{x:.3}"));
+            let range = if r.once && r.ratios.len() == 1 {
+                "1 run".to_string()
+            } else {
+                min_max(&r.ratios).map_or("-".into(), |(a, b)| format!("{a:.3}–{b:.3}"))
+            };
+            let rate = r.rate().map_or("-".into(), thousands);
+            let (mut cpu, mut rss, mut startstop, mut eps, mut drops) = (
+                String::new(),
+                String::new(),
+                String::new(),
+                String::new(),
+                String::new(),
+            );
+            if !r.agents().is_empty() {
+                let c = r.agent_median(|a| Some(a.cpu_s));
+                let share = r.agent_median(|a| Some(a.cpu_s / a.wall_s.max(1e-9)));
+                cpu = format!("{} ({:.0}%)", opt_secs(c), share.unwrap_or(0.0) * 100.0);
+                rss = r
+                    .peak_kb()
+                    .map_or("-".into(), |kb| format!("{:.1} MB", mb(kb)));
+                startstop = format!(
+                    "{} / {}",
+                    opt_secs(r.agent_median(|a| a.attached_s)),
+                    opt_secs(r.agent_median(Agent::teardown_s))
+                );
+                eps = r
+                    .agent_median(|a| Some(a.events as f64 / (a.duration_ns.max(1) as f64 / 1e9)))
+                    .map_or("-".into(), thousands);
+                drops = r.drops().map_or("-".into(), |d| thousands(d as f64));
+            }
+            let _ = writeln!(
+                md,
+                "| {name} | {} | {ratio} | {range} | {rate} | {cpu} | {rss} | {startstop} | {eps} | {drops} |",
+                r.config.label
+            );
+        }
+    }
+
+    pub fn markdown(&self) -> String {
+        let p = &self.ctx.p;
+        let mut md = String::new();
+        let _ = writeln!(
+            md,
+            "# tracer benchmark ({})\n\nMachine: {}. Bench took {:.0} s.\n",
+            if p.quick {
+                "quick smoke run: one iteration, tiny sizes — not a measurement"
+            } else {
+                "full"
+            },
+            self.machine(),
+            self.elapsed.as_secs_f64()
+        );
+        let sizing = if p.quick {
+            "Quick runs use fixed small sizes (the n in each row).".to_string()
+        } else {
+            format!(
+                "Workload runs are sized to last about {} s each under every configuration \
+                 (the n in each row).",
+                p.run_secs
+            )
+        };
+        let _ = writeln!(
+            md,
+            "Method: configurations alternate run by run (untraced, tracer modes, Go's tools, \
+             then again, each round starting one configuration later) for {} round(s); a ratio is a configuration's throughput divided by \
+             the untraced throughput of the same round, and the tables quote the median of \
+             those ratios (1.000 = no cost, 0.900 = 10% slower). {sizing} A tracer mode whose \
+             session costs more than {SLOW_SESSION_SECS} s on top of its workload runs once per \
+             workload (\"1 run\", compared with the median untraced run){}. Traced runs use \
+             `tracer run --format json --mode MODE -- ...`; snapshot mode (attach only) is one \
+             `tracer attach PID --mode snapshot` halfway through the HTTP load. Agent CPU is \
+             utime+stime of the tracer process and its share of the tracer's wall time; peak RSS \
+             is its VmHWM sampled every few ms; tracer start / stop is the time from its start \
+             to its \"attached\" line and from its \"stopped\" line to its exit; events/s and \
+             drops come from its summary line. MB = 10^6 bytes.\n",
+            p.rounds,
+            if p.quick {
+                ", and is skipped for the rest of a quick run"
+            } else {
+                ""
+            },
+        );
+        md.push_str("## Targets\n\n| target | measured | status |\n|---|---|---|\n");
+        for t in self.targets() {
+            let _ = writeln!(md, "| {} | {} | {} |", t.what, t.measured, t.status);
+        }
+        let _ = writeln!(md, "\n## Workloads (ops/s)\n");
+        for (w, op, _) in WORKLOADS {
+            let _ = writeln!(md, "- {w}: one op = {op}");
+        }
+        md.push('\n');
+        self.table(&mut md, self.rows, "ops/s");
+        let _ = writeln!(
+            md,
+            "\n## net/http JSON service (requests/s)\n\n`bench -workload httpservice` on \
+             127.0.0.1 driven by `loadgen -conns {HTTP_CONNS} -duration {}s` (50% /get, 30% \
+             /put, 20% /work), {} round(s).\n",
+            p.http_secs, p.http_rounds
+        );
+        self.table(&mut md, self.http, "req/s");
+        let rate = self
+            .http
+            .iter()
+            .find(|r| r.config.how == How::Untraced)
+            .and_then(Row::rate)
+            .map_or("-".into(), |r| thousands((r * HTTP_RATE_SHARE).round()));
+        let _ = writeln!(
+            md,
+            "\n## net/http JSON service at a fixed rate (requests per second of the service's CPU time)\n\n\
+             The same service and mix, with loadgen pacing {rate} requests/s ({:.0}% of the untraced \
+             saturated rate above) for {}s, {} round(s). The figure is requests over the service's \
+             own CPU time (utime+stime, probe traps included; the agent's CPU is its own column): \
+             the capacity it would have were it CPU-bound. On this 2-core machine it varies less \
+             from run to run than saturated throughput, where the load generator and the service \
+             contend for the same cores.\n",
+            HTTP_RATE_SHARE * 100.0,
+            p.http_secs,
+            p.http_rate_rounds
+        );
+        self.table(&mut md, self.http_rate, "req per service CPU-second");
+        self.flood_md(&mut md);
+        self.attach_md(&mut md);
+        self.snapshot_md(&mut md);
+        let mut na: Vec<_> = self.ctx.na.iter().collect();
+        na.sort();
+        if !na.is_empty() || !self.ctx.slow.is_empty() {
+            md.push_str("\n## Not measured, or measured less\n\n");
+            for (id, why) in na {
+                let _ = writeln!(md, "- {}: {why}", config(id).label);
+            }
+            let mut slow: Vec<_> = self.ctx.slow.iter().collect();
+            slow.sort_by(|a, b| a.0.cmp(b.0));
+            for (mode, s) in slow {
+                let _ = writeln!(
+                    md,
+                    "- {mode} mode: a session took {s:.1} s more than its workload; it ran \
+                     once per workload{}",
+                    if p.quick {
+                        " and was skipped for the rest of the quick run"
+                    } else {
+                        ""
+                    }
+                );
+            }
+        }
+        if !self.errors.is_empty() {
+            md.push_str("\n## Errors\n\n");
+            for e in self.errors {
+                let _ = writeln!(md, "```\n{e}\n```");
+            }
+        }
+        md
+    }
+}

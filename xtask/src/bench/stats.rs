@@ -1,0 +1,82 @@
+//! Figures combined across runs: medians, spreads, and each sample's ratio to the
+//! untraced run of the same round. Computed here alone, so the tables and
+//! results.json quote the same figures; it never formats, and never reruns anything
+//! to settle a noisy figure.
+use super::configs::How;
+use super::samples::{Agent, Row};
+
+pub fn median(v: &[f64]) -> Option<f64> {
+    if v.is_empty() {
+        return None;
+    }
+    let mut v = v.to_vec();
+    v.sort_by(|a, b| a.total_cmp(b));
+    let m = v.len() / 2;
+    Some(if v.len() % 2 == 1 {
+        v[m]
+    } else {
+        (v[m - 1] + v[m]) / 2.0
+    })
+}
+
+pub fn min_max(v: &[f64]) -> Option<(f64, f64)> {
+    let min = v.iter().copied().reduce(f64::min)?;
+    let max = v.iter().copied().reduce(f64::max)?;
+    Some((min, max))
+}
+
+impl Row {
+    pub fn ratio(&self) -> Option<f64> {
+        median(&self.ratios)
+    }
+
+    pub fn rate(&self) -> Option<f64> {
+        median(&self.samples.iter().map(|s| s.rate).collect::<Vec<_>>())
+    }
+
+    pub fn agents(&self) -> Vec<&Agent> {
+        self.samples
+            .iter()
+            .filter_map(|s| s.agent.as_ref())
+            .collect()
+    }
+
+    pub fn agent_median(&self, f: impl Fn(&Agent) -> Option<f64>) -> Option<f64> {
+        median(&self.agents().into_iter().filter_map(f).collect::<Vec<_>>())
+    }
+
+    pub fn peak_kb(&self) -> Option<u64> {
+        self.agents().iter().map(|a| a.peak_rss_kb).max()
+    }
+
+    pub fn drops(&self) -> Option<u64> {
+        let a = self.agents();
+        (!a.is_empty()).then(|| a.iter().map(|a| a.drops).sum())
+    }
+}
+
+/// Ratios of each sample to the untraced sample of the same round; a row run once
+/// is compared with the median untraced run.
+pub fn pair_ratios(rows: &mut [Row]) {
+    let base: Vec<f64> = rows
+        .iter()
+        .find(|r| r.config.how == How::Untraced)
+        .map(|r| r.samples.iter().map(|s| s.rate).collect())
+        .unwrap_or_default();
+    let base_median = median(&base);
+    for row in rows.iter_mut() {
+        row.ratios = if row.once {
+            base_median
+                .filter(|b| *b > 0.0)
+                .map(|b| row.samples.iter().map(|s| s.rate / b).collect())
+                .unwrap_or_default()
+        } else {
+            row.samples
+                .iter()
+                .zip(&base)
+                .filter(|(_, b)| **b > 0.0)
+                .map(|(s, b)| s.rate / b)
+                .collect()
+        };
+    }
+}
