@@ -45,9 +45,11 @@ mod input {
         for flag in ["--duration", "--park-threshold", "--leak-window"] {
             refused_in_attach_and_run(&[flag, "99999999999999999999h"], &[flag, "365 days"]);
             refused_in_attach_and_run(&[flag, "400d"], &[flag, "365 days"]);
-            refused_in_attach_and_run(&[flag, "0"], &[flag, "greater than 0"]);
             refused_in_attach_and_run(&[flag, "-5s"], &[flag, "negative"]);
         }
+        // A leak window of 0 means nothing; a duration of 0 is a one-shot read and
+        // a threshold of 0 a full dump.
+        refused_in_attach_and_run(&["--leak-window", "0"], &["--leak-window", "greater than 0"]);
     }
 
     #[test]

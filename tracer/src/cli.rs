@@ -85,23 +85,25 @@ pub struct TraceOpts {
     #[arg(long)]
     pub events: bool,
     /// Stop after this long (e.g. 30s, 5m); default: until Ctrl-C or the target exits.
-    /// `tracer run` then stops the program it started (SIGTERM, SIGKILL after 5 s).
-    /// Every duration flag is greater than 0 and at most 365 days.
-    #[arg(long, value_parser = duration::parse_positive, allow_hyphen_values = true)]
+    /// `tracer run` then stops the program it started (SIGTERM, SIGKILL after 1 s).
+    /// 0 reads the goroutines once and detaches. Every duration flag is at most 365
+    /// days.
+    #[arg(long, value_parser = duration::parse, allow_hyphen_values = true)]
     pub duration: Option<Duration>,
     /// Output format: text (Go goroutine-dump style) or json (JSON Lines, docs/json.md).
     #[arg(long, value_enum, default_value_t = Format::Text)]
     pub format: Format,
-    /// A goroutine parked longer than this is reported (rule long_parked).
+    /// A goroutine parked longer than this is reported (rule long_parked); 0 reports
+    /// every parked goroutine, as a goroutine dump would.
     #[arg(
         long,
-        value_parser = duration::parse_positive,
+        value_parser = duration::parse,
         default_value = "10s",
         allow_hyphen_values = true
     )]
     pub park_threshold: Duration,
     /// Window over which a group of goroutines that only grows is called a leak
-    /// (rule growing).
+    /// (rule growing); greater than 0.
     #[arg(
         long,
         value_parser = duration::parse_positive,
@@ -199,7 +201,12 @@ pub fn warnings(opts: &TraceOpts) -> Vec<String> {
             opts.budget, opts.budget
         ));
     }
-    if opts.park_threshold < Duration::from_secs(1) {
+    if opts.park_threshold.is_zero() {
+        out.push(
+            "--park-threshold 0: every parked goroutine will be reported as long_parked, as in a goroutine dump"
+                .to_string(),
+        );
+    } else if opts.park_threshold < Duration::from_secs(1) {
         out.push(format!(
             "--park-threshold {:?} is below 1s: every short wait will be reported as long_parked",
             opts.park_threshold
@@ -263,15 +270,23 @@ mod tests {
     #[test]
     fn durations_are_positive_and_at_most_a_year() {
         for flag in ["--duration", "--park-threshold", "--leak-window"] {
-            for (bad, says) in [
+            // A window of 0 is meaningless; a duration or threshold of 0 is a
+            // one-shot read or a full dump.
+            let zero: &[(&str, &str)] = if flag == "--leak-window" {
+                &[("0", "greater than 0"), ("0s", "greater than 0")]
+            } else {
+                &[]
+            };
+            for &(bad, says) in [
                 ("99999999999999999999h", "365 days"),
                 ("366d", "365 days"),
-                ("0", "greater than 0"),
-                ("0s", "greater than 0"),
                 ("-5s", "negative"),
                 ("NaN", "expected a number"),
                 ("5x", "unknown unit"),
-            ] {
+            ]
+            .iter()
+            .chain(zero)
+            {
                 for args in [
                     vec!["attach", "1", flag, bad],
                     vec!["run", flag, bad, "--", "x"],
@@ -287,6 +302,9 @@ mod tests {
         assert_eq!(o.duration, Some(crate::duration::MAX));
         assert_eq!(o.park_threshold, Duration::from_secs(2));
         assert_eq!(o.leak_window, Duration::from_secs(30));
+        let o = opts(&["--duration", "0s", "--park-threshold", "0"]);
+        assert_eq!(o.duration, Some(Duration::ZERO));
+        assert_eq!(o.park_threshold, Duration::ZERO);
     }
 
     #[test]
