@@ -49,7 +49,10 @@ mod input {
         }
         // A leak window of 0 means nothing; a duration of 0 is a one-shot read and
         // a threshold of 0 a full dump.
-        refused_in_attach_and_run(&["--leak-window", "0"], &["--leak-window", "greater than 0"]);
+        refused_in_attach_and_run(
+            &["--leak-window", "0"],
+            &["--leak-window", "greater than 0"],
+        );
     }
 
     #[test]
