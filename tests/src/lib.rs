@@ -234,24 +234,26 @@ pub fn tracer() -> Command {
 
 /// Runs the tracer to completion with a time limit; returns (exit code, stdout, stderr).
 pub fn run_tracer(args: &[&str], limit: Duration) -> (i32, String, String) {
-    let mut child = tracer()
-        .args(args)
+    finish(tracer().args(args), limit)
+}
+
+/// Runs `cmd` to completion within `limit`, polling; returns (exit code, stdout,
+/// stderr).
+pub fn finish(cmd: &mut Command, limit: Duration) -> (i32, String, String) {
+    let mut child = cmd
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .expect("starting tracer");
+        .unwrap_or_else(|e| panic!("starting {cmd:?}: {e}"));
     let end = Instant::now() + limit;
-    loop {
-        if let Ok(Some(_)) = child.try_wait() {
-            break;
-        }
+    while !matches!(child.try_wait(), Ok(Some(_))) {
         if Instant::now() > end {
             let _ = child.kill();
-            panic!("tracer {args:?} did not finish within {limit:?}");
+            panic!("{cmd:?} did not finish within {limit:?}");
         }
         std::thread::sleep(Duration::from_millis(20));
     }
-    let out = child.wait_with_output().expect("tracer output");
+    let out = child.wait_with_output().expect("output");
     (
         out.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&out.stdout).into_owned(),

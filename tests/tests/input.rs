@@ -7,7 +7,7 @@ mod input {
     use std::os::unix::process::CommandExt as _;
     use std::path::{Path, PathBuf};
     use std::process::{Command, Stdio};
-    use std::time::{Duration, Instant};
+    use std::time::Duration;
     use tracer_tests::*;
 
     const LIMIT: Duration = Duration::from_secs(30);
@@ -97,29 +97,6 @@ mod input {
         }
     }
 
-    /// Runs `cmd` to completion within `limit`, polling; returns (code, stdout, stderr).
-    fn finish(cmd: &mut Command, limit: Duration) -> (i32, String, String) {
-        let mut child = cmd
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|e| panic!("starting {cmd:?}: {e}"));
-        let end = Instant::now() + limit;
-        while !matches!(child.try_wait(), Ok(Some(_))) {
-            if Instant::now() > end {
-                let _ = child.kill();
-                panic!("{cmd:?} did not finish within {limit:?}");
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let out = child.wait_with_output().expect("output");
-        (
-            out.status.code().unwrap_or(-1),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
-    }
-
     #[test]
     fn run_refuses_a_directory() {
         let dir = Scratch::new("dir");
@@ -186,6 +163,18 @@ mod input {
         );
     }
 
+    /// Exit 0, attached, and every probe in.
+    fn assert_traced_fully(code: i32, out: &str, err: &str) {
+        assert_eq!(code, 0, "{err}");
+        assert!(err.contains("attached"), "{err}");
+        let summary = json_line(out, "summary");
+        assert_eq!(
+            summary["probes_failed"].as_array().map(Vec::len),
+            Some(0),
+            "{summary}"
+        );
+    }
+
     /// `setpriv` running the tracer as uid/gid 65534 with exactly `caps` (e.g.
     /// `+sys_admin,+sys_ptrace`, or `-all`); None when that cannot work here (no
     /// setpriv, not root, or the tracer binary out of that user's reach).
@@ -233,14 +222,7 @@ mod input {
             minimal.args(["attach", &pid, "--duration", "1s", "--format", "json"]),
             LIMIT,
         );
-        assert_eq!(code, 0, "{err}");
-        assert!(err.contains("attached"), "{err}");
-        let summary = json_line(&out, "summary");
-        assert_eq!(
-            summary["probes_failed"].as_array().map(Vec::len),
-            Some(0),
-            "{summary}"
-        );
+        assert_traced_fully(code, &out, &err);
         assert!(fixture.alive(), "the fixture did not survive the tracer");
 
         let mut reduced = as_nobody("+bpf,+perfmon,+sys_ptrace").expect("setpriv");
@@ -271,14 +253,7 @@ mod input {
                 .args(["-exit-after", "200ms"]),
             Duration::from_secs(60),
         );
-        assert_eq!(code, 0, "{err}");
-        assert!(err.contains("attached"), "{err}");
-        let summary = json_line(&out, "summary");
-        assert_eq!(
-            summary["probes_failed"].as_array().map(Vec::len),
-            Some(0),
-            "{summary}"
-        );
+        assert_traced_fully(code, &out, &err);
         let (code, _, err) = finish(
             as_nobody("+bpf,+perfmon")
                 .expect("setpriv")

@@ -55,6 +55,32 @@ fn wait_for(rx: &Receiver<String>, limit: Duration, what: &str) -> Vec<String> {
     panic!("no stderr line with {what:?}; saw {seen:?}");
 }
 
+/// `tracer attach PID ARGS` with stdout and stderr piped, once it has read the
+/// target: the child and its stderr lines.
+fn attach_piped(pid: u32, args: &[&str]) -> (Child, Receiver<String>) {
+    let mut tracer = tracer()
+        .args(["attach", &pid.to_string()])
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let err = stderr_lines(&mut tracer);
+    wait_for(&err, Duration::from_secs(30), "snapshot:");
+    (tracer, err)
+}
+
+/// Tells an `exits -wait` fixture to end.
+fn tell_exit(target: &mut Proc) {
+    target
+        .child
+        .stdin
+        .as_mut()
+        .unwrap()
+        .write_all(b"go\n")
+        .unwrap();
+}
+
 /// Polls until the process is gone or a zombie; how long it spent stopped (T).
 fn wait_gone(pid: u32, limit: Duration) -> Result<Duration, String> {
     let start = Instant::now();
@@ -212,36 +238,15 @@ fn target_never_left_stopped_when_tracer_run_dies_or_stops() {
 #[test]
 fn an_unread_output_delays_neither_the_exit_nor_the_duration() {
     let bin = exits();
-    let target = start_fixture(std::path::Path::new(&bin), &["-wait", "-chatty"]);
+    let mut target = start_fixture(std::path::Path::new(&bin), &["-wait", "-chatty"]);
     let pid = target.pid();
-    let mut target = target;
     // Nobody reads the tracer's stdout until the target has exited.
-    let mut tracer = tracer()
-        .args([
-            "attach",
-            &pid.to_string(),
-            "--events",
-            "--format",
-            "json",
-            "--duration",
-            "8s",
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let err = stderr_lines(&mut tracer);
-    wait_for(&err, Duration::from_secs(30), "snapshot:");
+    let args = ["--events", "--format", "json", "--duration", "8s"];
+    let (mut tracer, err) = attach_piped(pid, &args);
     // The fixture's own chatter parks it a thousand times a second: the unread
     // pipe and the tracer's 1 MiB queue fill within the first seconds.
     std::thread::sleep(Duration::from_millis(4000));
-    target
-        .child
-        .stdin
-        .as_mut()
-        .unwrap()
-        .write_all(b"go\n")
-        .unwrap();
+    tell_exit(&mut target);
     let stopped = wait_gone(pid, Duration::from_secs(5)).expect("target exited");
     assert!(stopped < Duration::from_millis(1500), "held {stopped:?}");
     let mut out = String::new();
@@ -353,14 +358,7 @@ fn run_program_dies_with_a_killed_tracer() {
 fn sighup_ends_the_trace_with_a_report() {
     let bin = exits();
     let target = start_fixture(std::path::Path::new(&bin), &["-wait"]);
-    let mut tracer = tracer()
-        .args(["attach", &target.pid().to_string(), "--format", "json"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let err = stderr_lines(&mut tracer);
-    wait_for(&err, Duration::from_secs(30), "snapshot:");
+    let (tracer, _err) = attach_piped(target.pid(), &["--format", "json"]);
     signal(tracer.id(), libc::SIGHUP);
     let out = tracer.wait_with_output().unwrap();
     assert_eq!(out.status.code(), Some(0), "{:?}", out.status.signal());
@@ -378,28 +376,9 @@ fn an_exec_ends_the_trace_of_the_old_program() {
         std::path::Path::new(&bin),
         &["-wait", "-exec", "/bin/sleep", "-exec-arg", "30"],
     );
-    let mut tracer = tracer()
-        .args([
-            "attach",
-            &target.pid().to_string(),
-            "--format",
-            "json",
-            "--park-threshold",
-            "1s",
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let err = stderr_lines(&mut tracer);
-    wait_for(&err, Duration::from_secs(30), "snapshot:");
-    target
-        .child
-        .stdin
-        .as_mut()
-        .unwrap()
-        .write_all(b"go\n")
-        .unwrap();
+    let args = ["--format", "json", "--park-threshold", "1s"];
+    let (tracer, err) = attach_piped(target.pid(), &args);
+    tell_exit(&mut target);
     wait_for(&err, Duration::from_secs(10), "exec'd ");
     let out = tracer.wait_with_output().unwrap();
     assert_eq!(out.status.code(), Some(0));

@@ -289,8 +289,8 @@ mod tests {
         }
     }
 
-    #[test]
-    fn two_goroutines_each_waiting_for_the_others_lock_deadlock_once() {
+    /// Goroutine 1 holds A and waits for B; goroutine 2 holds B and waits for A.
+    fn crossed() -> (Analyzer, HashMap<u64, HeldSet>) {
         let mut a = Analyzer::new(Config::default()).unwrap();
         a.apply(waiting_on(
             1,
@@ -302,8 +302,13 @@ mod tests {
             "sync.Mutex.Lock",
             Object::Mutex { addr: 0xa },
         ));
-        let sets: HashMap<u64, HeldSet> =
-            [(1, held(&[(0xa, false)])), (2, held(&[(0xb, false)]))].into();
+        let sets = [(1, held(&[(0xa, false)])), (2, held(&[(0xb, false)]))].into();
+        (a, sets)
+    }
+
+    #[test]
+    fn two_goroutines_each_waiting_for_the_others_lock_deadlock_once() {
+        let (a, sets) = crossed();
         let mut w = LockWatch::new();
         let found = w.deadlocks(a.model(), sets.clone(), false);
         assert_eq!(found.len(), 1);
@@ -314,19 +319,7 @@ mod tests {
 
     #[test]
     fn frozen_sets_count_only_after_a_fresh_read() {
-        let mut a = Analyzer::new(Config::default()).unwrap();
-        a.apply(waiting_on(
-            1,
-            "sync.Mutex.Lock",
-            Object::Mutex { addr: 0xb },
-        ));
-        a.apply(waiting_on(
-            2,
-            "sync.Mutex.Lock",
-            Object::Mutex { addr: 0xa },
-        ));
-        let sets: HashMap<u64, HeldSet> =
-            [(1, held(&[(0xa, false)])), (2, held(&[(0xb, false)]))].into();
+        let (a, sets) = crossed();
         let mut w = LockWatch::new();
         // The lock sites go off: the kernel's sets are purged, the frozen ones stay.
         w.freeze(a.model(), &sets, 2 * SECOND);
