@@ -129,6 +129,12 @@ pub struct TraceOpts {
     /// instead of stdout: `tracer run` leaves stdout to the program.
     #[arg(long, short = 'o', value_name = "FILE")]
     pub output: Option<PathBuf>,
+    /// Also write a pprof profile (gzipped profile.proto) when tracing ends: the
+    /// parked goroutines by stack (sample types goroutines and parked time) and
+    /// the parks that ended by site (contentions and delay, like Go's block
+    /// profile). Read it with `go tool pprof -top FILE`.
+    #[arg(long, value_name = "FILE")]
+    pub pprof: Option<PathBuf>,
 }
 
 #[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]

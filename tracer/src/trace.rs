@@ -7,7 +7,8 @@ use crate::decode::Decoder;
 use crate::output::{FinalReport, Writer};
 use crate::probes::Probes;
 use crate::{budget, plan, probes, session};
-use anyhow::Result;
+use anyhow::{Context as _, Result};
+use std::io::Write as _;
 use tracer_analysis::{should_fail, Analyzer, Config, FailOn, Input, SummaryInputs};
 use tracer_inspect::TargetInfo;
 
@@ -79,6 +80,15 @@ pub fn trace(
         anyhow::bail!("--mode snapshot reads a running process: use it with `tracer attach`");
     }
     let writer = Writer::new(opts.output.as_deref(), opts.format, monotonic_ns())?;
+    // Created now, so a path that cannot be written is said before tracing.
+    let pprof = opts
+        .pprof
+        .as_ref()
+        .map(|p| {
+            std::fs::File::create(p)
+                .with_context(|| format!("--pprof {}: cannot create it", p.display()))
+        })
+        .transpose()?;
     let mut plan = plan::plan(target, opts.mode, opts.events, !opts.no_stacks);
     if opts.bench_copies > 1 {
         plan.globals
@@ -245,6 +255,16 @@ pub fn trace(
         output_lines_dropped: out.dropped_lines(),
     };
     let report = analyzer.report(now, inputs);
+    if let Some(file) = pprof {
+        let wall = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as i64);
+        let mut file = std::io::BufWriter::new(file);
+        let program = target.exe.to_string_lossy();
+        tracer_analysis::report::pprof::write(analyzer.model(), now, wall, &program, &mut file)
+            .context("writing the --pprof profile")?;
+        file.flush().context("writing the --pprof profile")?;
+    }
     out.report(&FinalReport {
         report: &report,
         budget,

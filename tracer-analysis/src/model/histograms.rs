@@ -22,12 +22,15 @@ pub struct SiteHistogram {
     pub p50_ns: u64,
     pub p99_ns: u64,
     pub max_ns: u64,
+    /// All the parks' time together (a block profile's `delay`).
+    pub total_ns: u64,
 }
 
 /// One histogram per blocking site, capped in number.
 #[derive(Debug, Clone)]
 pub struct SiteHistograms {
-    sites: BTreeMap<Frame, Histogram<u64>>,
+    /// Each site's histogram and the exact sum of its parks.
+    sites: BTreeMap<Frame, (Histogram<u64>, u64)>,
     max_sites: usize,
     dropped: u64,
 }
@@ -52,9 +55,10 @@ impl SiteHistograms {
                 self.dropped += 1;
                 return;
             };
-            self.sites.insert(site.clone(), histogram);
+            self.sites.insert(site.clone(), (histogram, 0));
         }
-        if let Some(h) = self.sites.get_mut(site) {
+        if let Some((h, total)) = self.sites.get_mut(site) {
+            *total = total.saturating_add(duration_ns);
             // Beyond the largest trackable value (~73 years) clamp instead of
             // losing the sample.
             if h.record(duration_ns).is_err() {
@@ -73,12 +77,13 @@ impl SiteHistograms {
         let mut out: Vec<SiteHistogram> = self
             .sites
             .iter()
-            .map(|(site, h)| SiteHistogram {
+            .map(|(site, (h, total))| SiteHistogram {
                 site: site.clone(),
                 count: h.len(),
                 p50_ns: h.value_at_quantile(0.5),
                 p99_ns: h.value_at_quantile(0.99),
                 max_ns: h.max(),
+                total_ns: *total,
             })
             .collect();
         out.sort_by(|a, b| b.count.cmp(&a.count).then_with(|| a.site.cmp(&b.site)));

@@ -114,6 +114,7 @@ mod tests {
                 p50_ns: 2,
                 p99_ns: 3,
                 max_ns: 4,
+                total_ns: 5,
             }],
         };
         Report::new(
@@ -217,7 +218,7 @@ mod tests {
         let h = &all[2];
         assert_eq!(
             keys(h),
-            ["count", "kind", "max_ns", "p50_ns", "p99_ns", "site"]
+            ["count", "kind", "max_ns", "p50_ns", "p99_ns", "site", "total_ns"]
         );
         let s = &all[3];
         assert_eq!(
