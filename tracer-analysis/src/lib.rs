@@ -11,6 +11,7 @@
 pub mod analyzer;
 pub mod config;
 pub mod detect;
+pub mod diff;
 pub mod fail_on;
 pub mod findings;
 #[cfg(test)]

@@ -40,6 +40,20 @@ pub enum Command {
         #[arg(required = true, last = true)]
         command: Vec<String>,
     },
+    /// Compare two JSON reports (`--format json`), baseline then canary, site by
+    /// site: exit 1 and say what regressed (new or more stuck goroutines at a
+    /// site, new or faster growth, blocking p99 doubled, new lock findings), 0
+    /// when the two agree within noise.
+    Diff {
+        /// The report of the build that is known good.
+        baseline: PathBuf,
+        /// The report of the build under test.
+        canary: PathBuf,
+        /// Output format: text, or json (one `regression` line per change, then a
+        /// `diff` line with the count).
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
     /// Print where each probe would go in a process (or executable), without attaching.
     Plan {
         /// Process id of the Go program.

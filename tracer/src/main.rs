@@ -93,6 +93,11 @@ fn real_main(cli: Cli) -> Result<u8> {
             out.flush()?;
             Ok(0)
         }
+        Command::Diff {
+            baseline,
+            canary,
+            format,
+        } => diff(&baseline, &canary, format),
         Command::Attach { pid, opts } => {
             privileges::check_for(opts.mode, privileges::Target::Pid(pid))?;
             warn_odd(&opts);
@@ -110,6 +115,48 @@ fn real_main(cli: Cli) -> Result<u8> {
             run::run(&command, opts)
         }
     }
+}
+
+/// `tracer diff`: exit 1 when the canary regressed.
+fn diff(baseline: &std::path::Path, canary: &std::path::Path, format: cli::Format) -> Result<u8> {
+    use anyhow::Context as _;
+    use tracer_analysis::diff;
+    let read = |p: &std::path::Path| -> Result<diff::Digest> {
+        let text = std::fs::read_to_string(p)
+            .with_context(|| format!("{}: cannot read it", p.display()))?;
+        diff::digest(&text).with_context(|| p.display().to_string())
+    };
+    let changes = diff::compare(&read(baseline)?, &read(canary)?);
+    let mut out = std::io::stdout().lock();
+    match format {
+        cli::Format::Text if changes.is_empty() => writeln!(
+            out,
+            "no regression: {} has no stuck site, growth, slower site or lock finding that {} lacks",
+            canary.display(),
+            baseline.display()
+        )?,
+        cli::Format::Text => {
+            writeln!(out, "{} regressions in {}:", changes.len(), canary.display())?;
+            for c in &changes {
+                writeln!(out, "  {c}")?;
+            }
+        }
+        cli::Format::Json => {
+            for c in &changes {
+                let mut v = serde_json::to_value(c)?;
+                v["kind"] = "regression".into();
+                v["text"] = c.to_string().into();
+                writeln!(out, "{v}")?;
+            }
+            writeln!(
+                out,
+                "{}",
+                serde_json::json!({"kind": "diff", "regressions": changes.len()})
+            )?;
+        }
+    }
+    out.flush()?;
+    Ok(u8::from(!changes.is_empty()))
 }
 
 /// Odd but legal flag values: said once, then the trace goes on.
