@@ -149,6 +149,11 @@ pub struct TraceOpts {
     /// profile). Read it with `go tool pprof -top FILE`.
     #[arg(long, value_name = "FILE")]
     pub pprof: Option<PathBuf>,
+    /// Serve Prometheus metrics on this address while tracing (GET /metrics), e.g.
+    /// 127.0.0.1:9464. Loopback keeps them on this host; any other address is
+    /// your explicit choice.
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<std::net::SocketAddr>,
 }
 
 #[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]

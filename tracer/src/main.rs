@@ -15,6 +15,7 @@ mod clock;
 mod decode;
 mod duration;
 mod guard;
+mod metrics;
 mod output;
 mod plan;
 mod privileges;

@@ -119,6 +119,10 @@ pub struct Session<'t> {
     snapshot_cost: Duration,
     /// Time spent reading and applying records, for the budget.
     drain_ns: u64,
+    /// `--listen`: Prometheus scrapes.
+    metrics: Option<crate::metrics::Server>,
+    /// Labels of every metric series: which process this is.
+    metric_labels: Vec<(String, String)>,
 }
 
 /// Whatever ends the session, a target held at exit is let go, the probes are
@@ -186,6 +190,8 @@ impl<'t> Session<'t> {
             last_snapshot: None,
             snapshot_cost: Duration::ZERO,
             drain_ns: 0,
+            metrics: None,
+            metric_labels: metric_labels(target, pid),
         };
         session.lock_sites_attached();
         Ok(session)
@@ -229,6 +235,40 @@ impl<'t> Session<'t> {
         Ok(())
     }
 
+    /// Serves Prometheus scrapes from `listener` while the session runs. Must run
+    /// inside the runtime.
+    pub fn serve_metrics(&mut self, listener: std::net::TcpListener) -> Result<()> {
+        self.metrics = Some(crate::metrics::Server::new(listener)?);
+        Ok(())
+    }
+
+    /// One scrape's body: the model, the findings now, and what the tracer saw.
+    fn render_metrics(&self) -> String {
+        use tracer_analysis::report::metrics::{render, MetricsInputs};
+        let now = monotonic_ns();
+        let counters = self.counters();
+        let mut lock_findings = std::collections::BTreeMap::new();
+        for f in &self.locks.findings {
+            *lock_findings.entry(f.rule().to_string()).or_default() += 1;
+        }
+        let inputs = MetricsInputs {
+            target: self.metric_labels.clone(),
+            events: self.events_seen,
+            drops: counters.drops,
+            probes_failed: self.probes.as_ref().map_or(0, |p| p.failed().len() as u64),
+            lock_findings,
+            park_probes_on: self.park_budget.as_ref().map(|b| b.report().on_fraction),
+            lock_sites_on: self.budget.as_ref().map(|b| b.report().on_fraction),
+            budget_percent: self.park_budget.as_ref().map(|b| b.report().budget_percent),
+        };
+        render(
+            self.analyzer.model(),
+            &self.analyzer.findings(now),
+            now,
+            &inputs,
+        )
+    }
+
     /// Runs until a stop condition; the target is watched through a pidfd.
     pub async fn run(&mut self) -> Result<Stop> {
         let pidfd = match self.pidfd.take() {
@@ -269,6 +309,7 @@ impl<'t> Session<'t> {
             }
         };
         tokio::pin!(exited);
+        let metrics = self.metrics.take();
         let mut after_exec = false;
         let stop = loop {
             tokio::select! {
@@ -292,6 +333,12 @@ impl<'t> Session<'t> {
                         after_exec = true;
                     }
                 }
+                Some(stream) = async {
+                    match &metrics {
+                        Some(m) => m.accept().await,
+                        None => std::future::pending().await,
+                    }
+                } => crate::metrics::answer(stream, self.render_metrics()),
                 _ = int.recv() => break Stop::Interrupted,
                 _ = term.recv() => break Stop::Interrupted,
                 _ = hup.recv() => break Stop::Interrupted,
@@ -661,6 +708,16 @@ impl<'t> Session<'t> {
         self.snapshot_cost = started.elapsed();
         Some(n)
     }
+}
+
+/// Which process the metrics are about: PID, executable, Go version.
+fn metric_labels(target: &TargetInfo, pid: u32) -> Vec<(String, String)> {
+    let exe = std::fs::read_link(format!("/proc/{pid}/exe")).unwrap_or_else(|_| target.exe.clone());
+    vec![
+        ("pid".to_string(), pid.to_string()),
+        ("executable".to_string(), exe.display().to_string()),
+        ("go_version".to_string(), target.go_version.clone()),
+    ]
 }
 
 /// (device, inode) of a file, following links.

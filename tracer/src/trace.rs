@@ -80,6 +80,7 @@ pub fn trace(
         anyhow::bail!("--mode snapshot reads a running process: use it with `tracer attach`");
     }
     let writer = Writer::new(opts.output.as_deref(), opts.format, monotonic_ns())?;
+    let listener = opts.listen.map(crate::metrics::bind).transpose()?;
     // Created now, so a path that cannot be written is said before tracing.
     let pprof = opts
         .pprof
@@ -140,6 +141,9 @@ pub fn trace(
     {
         let _guard = rt.enter();
         session.install_signals()?;
+        if let Some(l) = listener {
+            session.serve_metrics(l)?;
+        }
     }
     // The --events view asks for every event: no sampling there.
     if matches!(opts.mode, Mode::Parks | Mode::Locks) && !opts.events {

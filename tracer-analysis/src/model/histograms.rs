@@ -72,6 +72,21 @@ impl SiteHistograms {
         self.dropped
     }
 
+    /// Cumulative counts at each bound (ns) of every site, with the exact total
+    /// and count, busiest first: a Prometheus histogram's buckets.
+    pub fn cumulative(&self, bounds_ns: &[u64]) -> Vec<(Frame, Vec<u64>, u64, u64)> {
+        let mut out: Vec<_> = self
+            .sites
+            .iter()
+            .map(|(site, (h, total))| {
+                let counts = bounds_ns.iter().map(|b| h.count_between(0, *b)).collect();
+                (site.clone(), counts, *total, h.len())
+            })
+            .collect();
+        out.sort_by(|a, b| b.3.cmp(&a.3).then_with(|| a.0.cmp(&b.0)));
+        out
+    }
+
     /// Every site, busiest first, then by site for a stable order.
     pub fn summaries(&self) -> Vec<SiteHistogram> {
         let mut out: Vec<SiteHistogram> = self

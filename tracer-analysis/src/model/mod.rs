@@ -204,6 +204,12 @@ impl Model {
         self.histograms.summaries()
     }
 
+    /// Cumulative park counts per site at each bound (ns); see
+    /// [`histograms::SiteHistograms::cumulative`].
+    pub fn histogram_buckets(&self, bounds_ns: &[u64]) -> Vec<(crate::Frame, Vec<u64>, u64, u64)> {
+        self.histograms.cumulative(bounds_ns)
+    }
+
     pub fn stats(&self) -> ModelStats {
         ModelStats {
             samples_dropped: self.stats.samples_dropped + self.histograms.dropped(),

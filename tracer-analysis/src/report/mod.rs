@@ -4,6 +4,7 @@
 pub mod duration;
 pub mod json;
 pub mod locks;
+pub mod metrics;
 pub mod pprof;
 pub mod text;
 
