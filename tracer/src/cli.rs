@@ -40,6 +40,34 @@ pub enum Command {
         #[arg(required = true, last = true)]
         command: Vec<String>,
     },
+    /// Trace many Go processes continuously, in one process: by PID, executable
+    /// name or path, cgroup (or container id), or every Go process on the host.
+    /// New matching processes are traced as they start, exited ones dropped.
+    /// Findings go to stdout (or --output) with each line's PID; Prometheus
+    /// metrics of every target and each target's pprof profile are served on
+    /// --listen (default 127.0.0.1:9464: /metrics, /pprof/PID). Default mode:
+    /// watch (no probe cost).
+    Agent {
+        /// Trace this process (repeatable).
+        #[arg(long = "pid", value_parser = pid)]
+        pids: Vec<u32>,
+        /// Trace every process whose executable has this file name, or this full
+        /// path when it has a `/` (repeatable).
+        #[arg(long = "exe", value_name = "NAME")]
+        exes: Vec<String>,
+        /// Trace every process in this cgroup (a cgroup v2 path prefix such as
+        /// /system.slice/api.service, or a container id) (repeatable).
+        #[arg(long = "cgroup", value_name = "PATH")]
+        cgroups: Vec<String>,
+        /// Trace every Go process on the host (found through their Go build info).
+        #[arg(long)]
+        all_go: bool,
+        /// How often to look for new processes.
+        #[arg(long, default_value = "1s", value_parser = duration::parse_positive)]
+        scan_interval: Duration,
+        #[command(flatten)]
+        opts: TraceOpts,
+    },
     /// Compare two JSON reports (`--format json`), baseline then canary, site by
     /// site: exit 1 and say what regressed (new or more stuck goroutines at a
     /// site, new or faster growth, blocking p99 doubled, new lock findings), 0

@@ -9,11 +9,13 @@ macro_rules! say {
     }};
 }
 
+mod agent;
 mod budget;
 mod cli;
 mod clock;
 mod decode;
 mod duration;
+mod fleet;
 mod guard;
 mod metrics;
 mod output;
@@ -26,7 +28,6 @@ mod session;
 mod trace;
 
 use anyhow::Result;
-use clap::Parser as _;
 use cli::{Cli, Command, TraceOpts};
 use std::io::Write as _;
 use std::process::ExitCode;
@@ -45,8 +46,17 @@ fn main() -> ExitCode {
         return ExitCode::from(guard::main(pid));
     }
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
-    let cli = Cli::parse();
-    match real_main(cli) {
+    let matches = <Cli as clap::CommandFactory>::command().get_matches();
+    let cli = match <Cli as clap::FromArgMatches>::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
+    // The agent's default mode is watch (no probe cost), not parks.
+    let default_mode = matches
+        .subcommand_matches("agent")
+        .and_then(|m| m.value_source("mode"))
+        == Some(clap::parser::ValueSource::DefaultValue);
+    match real_main(cli, default_mode) {
         Ok(code) => ExitCode::from(code),
         Err(e) if is_closed_output(&e) => ExitCode::from(EXIT_CLOSED_OUTPUT),
         Err(e) => {
@@ -65,7 +75,7 @@ fn is_closed_output(e: &anyhow::Error) -> bool {
 }
 
 /// Errors print as one line: the outermost message, then its causes.
-fn one_line(e: &anyhow::Error) -> String {
+pub(crate) fn one_line(e: &anyhow::Error) -> String {
     let mut parts: Vec<String> = Vec::new();
     for cause in e.chain() {
         let s = cause.to_string();
@@ -76,8 +86,29 @@ fn one_line(e: &anyhow::Error) -> String {
     parts.join(": ").replace('\n', " ")
 }
 
-fn real_main(cli: Cli) -> Result<u8> {
+fn real_main(cli: Cli, agent_default_mode: bool) -> Result<u8> {
     match cli.command {
+        Command::Agent {
+            pids,
+            exes,
+            cgroups,
+            all_go,
+            scan_interval,
+            mut opts,
+        } => {
+            if agent_default_mode {
+                opts.mode = cli::Mode::Watch;
+            }
+            privileges::check_for(opts.mode, privileges::Target::Child)?;
+            warn_odd(&opts);
+            let sel = agent::Selector {
+                pids,
+                exes,
+                cgroups,
+                all_go,
+            };
+            agent::agent(sel, opts, scan_interval)
+        }
         Command::Plan {
             pid,
             exe,
@@ -103,7 +134,7 @@ fn real_main(cli: Cli) -> Result<u8> {
             privileges::check_for(opts.mode, privileges::Target::Pid(pid))?;
             warn_odd(&opts);
             let target = TargetInfo::from_pid(pid)?;
-            let traced = trace::trace(&target, pid, opts, None)?;
+            let traced = trace::trace(&target, pid, opts, None, None)?;
             Ok(if traced.output_closed {
                 EXIT_CLOSED_OUTPUT
             } else {

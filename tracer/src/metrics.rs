@@ -40,31 +40,65 @@ impl Server {
 
 /// Answers one connection with `body` (rendered by the caller) on a task of its
 /// own.
-pub fn answer(mut stream: TcpStream, body: String) {
+pub fn answer(stream: TcpStream, body: String) {
     tokio::spawn(async move {
         let _ = tokio::time::timeout(IO_TIMEOUT, async move {
-            let mut head = Vec::new();
-            let mut buf = [0u8; 1024];
-            while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < 16 * 1024 {
-                let n = stream.read(&mut buf).await?;
-                if n == 0 {
-                    break;
+            let mut stream = stream;
+            let path = read_request(&mut stream).await?;
+            match path.as_deref() {
+                Some("/metrics" | "/") => {
+                    respond(&mut stream, 200, METRICS_TYPE, body.as_bytes()).await
                 }
-                head.extend_from_slice(&buf[..n]);
+                _ => respond(&mut stream, 404, "text/plain", b"").await,
             }
-            let line = String::from_utf8_lossy(&head);
-            let path = line.split_whitespace().nth(1).unwrap_or("");
-            let response = if line.starts_with("GET ") && (path == "/metrics" || path == "/") {
-                format!(
-                    "HTTP/1.1 200 OK\r\nContent-Type: application/openmetrics-text; version=1.0.0; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                    body.len()
-                )
-            } else {
-                "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".to_string()
-            };
-            stream.write_all(response.as_bytes()).await?;
-            stream.shutdown().await
         })
         .await;
     });
+}
+
+/// The content type of the text exposition prometheus-client writes.
+pub const METRICS_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// Reads a request's head; the path of a GET, or None for anything else.
+pub async fn read_request(stream: &mut TcpStream) -> std::io::Result<Option<String>> {
+    let mut head = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < 16 * 1024 {
+        let n = stream.read(&mut buf).await?;
+        if n == 0 {
+            break;
+        }
+        head.extend_from_slice(&buf[..n]);
+    }
+    let line = String::from_utf8_lossy(&head);
+    Ok(line
+        .strip_prefix("GET ")
+        .and_then(|rest| rest.split_whitespace().next())
+        .map(str::to_string))
+}
+
+/// Writes a whole response and closes the connection.
+pub async fn respond(
+    stream: &mut TcpStream,
+    status: u16,
+    content_type: &str,
+    body: &[u8],
+) -> std::io::Result<()> {
+    let reason = match status {
+        200 => "OK",
+        404 => "Not Found",
+        _ => "Service Unavailable",
+    };
+    let head = format!(
+        "HTTP/1.1 {status} {reason}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).await?;
+    stream.write_all(body).await?;
+    stream.shutdown().await
+}
+
+/// Bounds a connection's whole exchange.
+pub fn io_timeout() -> Duration {
+    IO_TIMEOUT
 }

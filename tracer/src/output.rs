@@ -43,6 +43,9 @@ pub struct Output {
     format: Format,
     /// Event times print relative to this (monotonic ns).
     t0: u64,
+    /// `tracer agent`: the target's PID, on every line (`"pid"` in JSON, a
+    /// `[pid N]` prefix in text), as many targets share one stream.
+    tag: Option<u32>,
 }
 
 /// Owns the writer thread; [`Writer::finish`] flushes and reports how it went.
@@ -96,6 +99,7 @@ impl Writer {
                 shared,
                 format,
                 t0,
+                tag: None,
             },
             thread,
         })
@@ -131,6 +135,37 @@ pub struct FinalReport<'a> {
 }
 
 impl Output {
+    /// A handle whose lines say which target they are about.
+    pub fn tagged(&self, pid: u32) -> Output {
+        Output {
+            tag: Some(pid),
+            ..self.clone()
+        }
+    }
+
+    /// Every line of `chunk` with the target's tag, if any.
+    fn tag_lines(&self, chunk: Vec<u8>) -> Vec<u8> {
+        let Some(pid) = self.tag else {
+            return chunk;
+        };
+        let mut out = Vec::with_capacity(chunk.len() + 16);
+        for line in chunk.split_inclusive(|b| *b == b'\n') {
+            match (self.format, line.first()) {
+                (Format::Json, Some(b'{')) => {
+                    let rest = &line[1..];
+                    let sep = if rest.first() == Some(&b'}') { "" } else { "," };
+                    out.extend_from_slice(format!("{{\"pid\":{pid}{sep}").as_bytes());
+                    out.extend_from_slice(rest);
+                }
+                _ => {
+                    out.extend_from_slice(format!("[pid {pid}] ").as_bytes());
+                    out.extend_from_slice(line);
+                }
+            }
+        }
+        out
+    }
+
     /// Findings that newly fired.
     pub fn findings(&self, fresh: &Findings) {
         if fresh.is_empty() {
@@ -217,6 +252,7 @@ impl Output {
         if chunk.is_empty() || self.closed() {
             return;
         }
+        let chunk = self.tag_lines(chunk);
         let len = chunk.len();
         let queued = self.shared.queued.fetch_add(len, Ordering::Relaxed);
         let refused = if queued + len > QUEUE_BYTES {
@@ -239,6 +275,7 @@ impl Output {
     /// The final report: waits for room, as nothing else is left to do.
     fn write(&self, chunk: Vec<u8>) {
         if !chunk.is_empty() {
+            let chunk = self.tag_lines(chunk);
             self.shared.queued.fetch_add(chunk.len(), Ordering::Relaxed);
             let _ = self.tx.send(chunk);
         }
@@ -311,6 +348,7 @@ mod tests {
             shared: Arc::default(),
             format: Format::Text,
             t0: 0,
+            tag: None,
         };
         out.stream(vec![b'x'; QUEUE_BYTES - 1]);
         out.stream(b"y\n".to_vec());
@@ -325,12 +363,41 @@ mod tests {
             shared: Arc::default(),
             format: Format::Text,
             t0: 0,
+            tag: None,
         };
         out.stream(b"a\n".to_vec());
         out.stream(b"b\nc\n".to_vec());
         out.stream(b"d".to_vec());
         assert_eq!(out.dropped_lines(), 3);
         assert_eq!(rx.try_recv().unwrap(), b"a\n");
+    }
+
+    #[test]
+    fn tagged_lines_say_their_target() {
+        let (tx, rx) = sync_channel::<Vec<u8>>(QUEUE);
+        let json = Output {
+            tx,
+            shared: Arc::default(),
+            format: Format::Json,
+            t0: 0,
+            tag: None,
+        };
+        json.tagged(42)
+            .stream(b"{\"kind\":\"summary\"}\n{}\n".to_vec());
+        assert_eq!(
+            rx.try_recv().unwrap(),
+            b"{\"pid\":42,\"kind\":\"summary\"}\n{\"pid\":42}\n"
+        );
+        let text = Output {
+            format: Format::Text,
+            ..json.clone()
+        };
+        text.tagged(7)
+            .stream(b"goroutine 1 [chan send]:\nmain.main()\n".to_vec());
+        assert_eq!(
+            rx.try_recv().unwrap(),
+            b"[pid 7] goroutine 1 [chan send]:\n[pid 7] main.main()\n"
+        );
     }
 
     #[test]

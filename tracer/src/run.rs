@@ -73,7 +73,7 @@ pub fn run(command: &[String], opts: TraceOpts) -> Result<u8> {
         pid: pid as u32,
         start: Some(write_fd),
     };
-    let result = crate::trace::trace(&target, child.pid, opts, Some(&mut child));
+    let result = crate::trace::trace(&target, child.pid, opts, Some(&mut child), None);
     let code = match &result {
         Err(_) => {
             // SAFETY: signalling our own child.

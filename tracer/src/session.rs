@@ -123,6 +123,9 @@ pub struct Session<'t> {
     metrics: Option<crate::metrics::Server>,
     /// Labels of every metric series: which process this is.
     metric_labels: Vec<(String, String)>,
+    /// `tracer agent`: the board this target's metrics go to, its pprof requests
+    /// and the agent's stop.
+    fleet: Option<crate::fleet::Link>,
 }
 
 /// Whatever ends the session, a target held at exit is let go, the probes are
@@ -192,6 +195,7 @@ impl<'t> Session<'t> {
             drain_ns: 0,
             metrics: None,
             metric_labels: metric_labels(target, pid),
+            fleet: None,
         };
         session.lock_sites_attached();
         Ok(session)
@@ -242,9 +246,36 @@ impl<'t> Session<'t> {
         Ok(())
     }
 
+    /// `tracer agent`: this target's metrics go to the board, and the agent may
+    /// ask for its pprof profile or stop it.
+    pub fn join_fleet(&mut self, link: crate::fleet::Link) {
+        self.fleet = Some(link);
+    }
+
     /// One scrape's body: the model, the findings now, and what the tracer saw.
     fn render_metrics(&self) -> String {
-        use tracer_analysis::report::metrics::{render, MetricsInputs};
+        tracer_analysis::report::metrics::encode(self.metric_families())
+    }
+
+    /// The target's pprof profile now (see `--pprof`).
+    fn render_pprof(&self) -> Vec<u8> {
+        let wall = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as i64);
+        let exe = self.target.exe.to_string_lossy();
+        let mut out = Vec::new();
+        let _ = tracer_analysis::report::pprof::write(
+            self.analyzer.model(),
+            monotonic_ns(),
+            wall,
+            &exe,
+            &mut out,
+        );
+        out
+    }
+
+    fn metric_families(&self) -> Vec<tracer_analysis::report::metrics::MetricFamily> {
+        use tracer_analysis::report::metrics::{families, MetricsInputs};
         let now = monotonic_ns();
         let counters = self.counters();
         let mut lock_findings = std::collections::BTreeMap::new();
@@ -261,7 +292,7 @@ impl<'t> Session<'t> {
             lock_sites_on: self.budget.as_ref().map(|b| b.report().on_fraction),
             budget_percent: self.park_budget.as_ref().map(|b| b.report().budget_percent),
         };
-        render(
+        families(
             self.analyzer.model(),
             &self.analyzer.findings(now),
             now,
@@ -310,6 +341,8 @@ impl<'t> Session<'t> {
         };
         tokio::pin!(exited);
         let metrics = self.metrics.take();
+        let mut pprof_rx = self.fleet.as_mut().and_then(|l| l.pprof.take());
+        let mut stop_rx = self.fleet.as_mut().and_then(|l| l.stop.take());
         let mut after_exec = false;
         let stop = loop {
             tokio::select! {
@@ -339,6 +372,22 @@ impl<'t> Session<'t> {
                         None => std::future::pending().await,
                     }
                 } => crate::metrics::answer(stream, self.render_metrics()),
+                Some(reply) = async {
+                    match &mut pprof_rx {
+                        Some(rx) => rx.recv().await,
+                        None => std::future::pending().await,
+                    }
+                } => {
+                    let _ = reply.send(self.render_pprof());
+                }
+                _ = async {
+                    match &mut stop_rx {
+                        Some(rx) => {
+                            let _ = rx.wait_for(|stop| *stop).await;
+                        }
+                        None => std::future::pending().await,
+                    }
+                } => break Stop::Interrupted,
                 _ = int.recv() => break Stop::Interrupted,
                 _ = term.recv() => break Stop::Interrupted,
                 _ = hup.recv() => break Stop::Interrupted,
@@ -508,6 +557,9 @@ impl<'t> Session<'t> {
         self.check_deadlocks();
         let fresh = self.analyzer.tick(now);
         self.out.findings(&fresh);
+        if let Some(link) = &self.fleet {
+            link.board.publish(self.pid, self.metric_families());
+        }
     }
 
     /// Looks for deadlock cycles among the goroutines parked in locks.
@@ -710,14 +762,40 @@ impl<'t> Session<'t> {
     }
 }
 
-/// Which process the metrics are about: PID, executable, Go version.
+/// Which process the metrics are about: PID, executable, Go version, main module
+/// (from its build info) and container, when there are.
 fn metric_labels(target: &TargetInfo, pid: u32) -> Vec<(String, String)> {
     let exe = std::fs::read_link(format!("/proc/{pid}/exe")).unwrap_or_else(|_| target.exe.clone());
-    vec![
+    let mut labels = vec![
         ("pid".to_string(), pid.to_string()),
         ("executable".to_string(), exe.display().to_string()),
         ("go_version".to_string(), target.go_version.clone()),
-    ]
+    ];
+    let module = tracer_inspect::binary::Binary::open(&target.exe)
+        .ok()
+        .and_then(|b| {
+            let obj = b.object().ok()?;
+            tracer_inspect::buildinfo::read(&obj).ok()?.main_path
+        });
+    if let Some(m) = module {
+        labels.push(("module".to_string(), m));
+    }
+    if let Some(id) = container_id(pid) {
+        labels.push(("container_id".to_string(), id));
+    }
+    labels
+}
+
+/// The container a process runs in: the 64-hex-digit id in its cgroup path, as
+/// Docker, containerd and CRI-O name their cgroups.
+pub fn container_id(pid: u32) -> Option<String> {
+    let cgroup = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).ok()?;
+    cgroup.lines().find_map(|line| {
+        let path = line.rsplit(':').next()?;
+        path.split(|c: char| !c.is_ascii_hexdigit())
+            .find(|part| part.len() == 64)
+            .map(str::to_string)
+    })
 }
 
 /// (device, inode) of a file, following links.

@@ -57,6 +57,7 @@ pub fn trace(
     pid: u32,
     opts: TraceOpts,
     mut program: Option<&mut dyn Program>,
+    fleet: Option<&crate::fleet::Fleet>,
 ) -> Result<Traced> {
     let run_mode = program.is_some();
     // `lock` (any lock finding) is the tracer's own; the rest are goroutine rules.
@@ -79,8 +80,19 @@ pub fn trace(
     if run_mode && opts.mode == Mode::Snapshot {
         anyhow::bail!("--mode snapshot reads a running process: use it with `tracer attach`");
     }
-    let writer = Writer::new(opts.output.as_deref(), opts.format, monotonic_ns())?;
-    let listener = opts.listen.map(crate::metrics::bind).transpose()?;
+    // The agent's targets share its output and its metrics server.
+    let (writer, out) = match fleet {
+        Some(f) => (None, f.out.tagged(pid)),
+        None => {
+            let w = Writer::new(opts.output.as_deref(), opts.format, monotonic_ns())?;
+            let out = w.handle();
+            (Some(w), out)
+        }
+    };
+    let listener = match fleet {
+        Some(_) => None,
+        None => opts.listen.map(crate::metrics::bind).transpose()?,
+    };
     // Created now, so a path that cannot be written is said before tracing.
     let pprof = opts
         .pprof
@@ -128,7 +140,6 @@ pub fn trace(
         .iter()
         .map(|l| tracer_analysis::Frame::new(l.caller.clone(), l.file.clone(), l.line))
         .collect();
-    let out = writer.handle();
     let mut session = session::Session::new(
         target,
         probes,
@@ -143,6 +154,9 @@ pub fn trace(
         session.install_signals()?;
         if let Some(l) = listener {
             session.serve_metrics(l)?;
+        }
+        if let Some(f) = fleet {
+            session.join_fleet(f.board.join(pid, f.stop.clone()));
         }
     }
     // The --events view asks for every event: no sampling there.
@@ -192,10 +206,12 @@ pub fn trace(
             let started = std::time::Instant::now();
             match session.snapshot() {
                 Some(n) => say!(
-                    "tracer: snapshot: {n} goroutines parked now (read in {:.1?})",
+                    "tracer: snapshot: {n} goroutines parked now in PID {pid} (read in {:.1?})",
                     started.elapsed()
                 ),
-                None => say!("tracer: snapshot unavailable (runtime.allgs not readable)"),
+                None => {
+                    say!("tracer: snapshot of PID {pid} unavailable (runtime.allgs not readable)")
+                }
             }
             session.tick_now();
         }
@@ -242,7 +258,10 @@ pub fn trace(
     let events_seen = session.events_seen;
     let analyzer = session.take_analyzer();
     drop(session);
-    restore_default_signals();
+    // The agent's other targets go on; it restores nothing of its process.
+    if fleet.is_none() {
+        restore_default_signals();
+    }
     let program_end = program.map(|p| p.end(stop));
     if let Some(end) = &program_end {
         say!("tracer: program {end}");
@@ -277,9 +296,18 @@ pub fn trace(
         locks: lock_counts,
     })?;
     let dropped = out.dropped_lines();
-    drop(out);
-    let delivered = writer.finish()?;
-    say!("tracer: stopped ({})", stop.describe());
+    let delivered = match writer {
+        Some(w) => {
+            drop(out);
+            w.finish()?
+        }
+        None => !out.closed(),
+    };
+    if fleet.is_some() {
+        say!("tracer: PID {pid} stopped ({})", stop.describe());
+    } else {
+        say!("tracer: stopped ({})", stop.describe());
+    }
     // Nothing silent: what was lost says so where a person looks, even when the
     // report went to a file or to /dev/null.
     let mut losses = Vec::new();

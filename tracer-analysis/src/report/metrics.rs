@@ -51,8 +51,8 @@ fn site_label(f: &Frame) -> String {
 }
 
 /// A histogram given by its buckets (the model keeps its own histograms).
-#[derive(Debug)]
-struct ParkHistogram {
+#[derive(Debug, Clone)]
+pub struct ParkHistogram {
     sum_s: f64,
     count: u64,
     /// (upper bound in seconds, cumulative count).
@@ -82,20 +82,35 @@ impl EncodeMetric for ParkHistogram {
 }
 
 /// One value of a series.
-#[derive(Debug)]
-enum Value {
+#[derive(Debug, Clone)]
+pub enum Value {
     Gauge(f64),
     Counter(u64),
     Histogram(ParkHistogram),
 }
 
 /// A metric family, computed for one scrape.
-#[derive(Debug)]
-struct MetricFamily {
+#[derive(Debug, Clone)]
+pub struct MetricFamily {
     name: &'static str,
     help: &'static str,
     kind: MetricType,
     series: Vec<(Labels, Value)>,
+}
+
+impl MetricFamily {
+    /// A gauge with one series per label set.
+    pub fn gauge(name: &'static str, help: &'static str, series: Vec<(Labels, f64)>) -> Self {
+        MetricFamily {
+            name,
+            help,
+            kind: MetricType::Gauge,
+            series: series
+                .into_iter()
+                .map(|(l, v)| (l, Value::Gauge(v)))
+                .collect(),
+        }
+    }
 }
 
 /// The whole scrape, handed to the registry as a collector.
@@ -122,6 +137,33 @@ impl Collector for Scrape {
 
 /// Renders the metrics of `model` at `now_ns`, with the current `findings`.
 pub fn render(model: &Model, findings: &Findings, now_ns: u64, inputs: &MetricsInputs) -> String {
+    encode(families(model, findings, now_ns, inputs))
+}
+
+/// Several targets' families (or one's) as one exposition: series of the same
+/// metric are gathered under one family, as the format requires.
+pub fn encode(families: impl IntoIterator<Item = MetricFamily>) -> String {
+    let mut merged: Vec<MetricFamily> = Vec::new();
+    for f in families {
+        match merged.iter_mut().find(|m| m.name == f.name) {
+            Some(m) => m.series.extend(f.series),
+            None => merged.push(f),
+        }
+    }
+    let mut registry = Registry::with_prefix("tracer");
+    registry.register_collector(Box::new(Scrape(merged)));
+    let mut out = String::new();
+    let _ = prometheus_client::encoding::text::encode(&mut out, &registry);
+    out
+}
+
+/// The metric families of one target (see [`render`]).
+pub fn families(
+    model: &Model,
+    findings: &Findings,
+    now_ns: u64,
+    inputs: &MetricsInputs,
+) -> Vec<MetricFamily> {
     let labels = |extra: &[(&str, String)]| -> Labels {
         let mut l = inputs.target.clone();
         l.extend(extra.iter().map(|(k, v)| (k.to_string(), v.clone())));
@@ -293,11 +335,7 @@ pub fn render(model: &Model, findings: &Findings, now_ns: u64, inputs: &MetricsI
             families.push(family(name, help, MetricType::Gauge, one(Value::Gauge(v))));
         }
     }
-    let mut registry = Registry::with_prefix("tracer");
-    registry.register_collector(Box::new(Scrape(families)));
-    let mut out = String::new();
-    let _ = prometheus_client::encoding::text::encode(&mut out, &registry);
-    out
+    families
 }
 
 #[cfg(test)]
