@@ -49,6 +49,9 @@ pub const PARK_PROGRAMS: &[&str] = &["go_park", "go_park_call", "go_ready"];
 
 pub const LOCK_PROGRAM: &str = "go_lock";
 
+/// The ring buffer in watch mode: a page-size multiple and a power of two.
+const WATCH_RING_BYTES: u32 = 1 << 16;
+
 /// Detaching a uprobe waits for an RCU grace period (about 250 ms here, each); the
 /// links are dropped on parallel threads so the waits overlap instead of adding up.
 impl Drop for Attached {
@@ -263,6 +266,11 @@ pub fn attach(
         // Watch mode: only the exit probe; the park maps are not used.
         for name in ["PARKED", "STACK_CACHE", "PENDING_SEMA", "STACKS"] {
             loader.map_max_entries(name, 1);
+        }
+        // One exit record, not 8 MiB of locked kernel memory per target (an
+        // agent may watch fifty).
+        if !plan.probes.iter().any(|p| p.program == "go_execute") {
+            loader.map_max_entries("EVENTS", WATCH_RING_BYTES);
         }
     }
     if plan.locks.is_empty() {

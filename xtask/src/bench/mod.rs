@@ -15,7 +15,8 @@
 //! once it is a zombie and before it is reaped) and peak RSS (`VmHWM`, sampled while
 //! it runs), attach time on a ~100 MB generated Go binary (`tests/fixtures/bigbin`
 //! plus generated packages, cached under `build/bench/`), and snapshot time and RSS
-//! with 100,000 parked goroutines (`tests/fixtures/many`).
+//! with 100,000 parked goroutines (`tests/fixtures/many`), and `tracer agent`'s
+//! memory and CPU with 50 targets (`tests/fixtures/exits`).
 //!
 //! Writes `build/bench/results.md` and `build/bench/results.json`, also when a section
 //! failed (the task then fails after writing them). `--quick` is the one-iteration
@@ -67,7 +68,7 @@ pub fn bench(args: &[String]) -> Result<()> {
     let _ = fs::remove_dir_all(&tmp);
     fs::create_dir_all(&tmp)?;
     let mut bins = Vec::new();
-    for name in ["bench", "loadgen", "many"] {
+    for name in ["bench", "loadgen", "many", "exits"] {
         let out = dir.join(name);
         run(go_command(DEFAULT_GO)
             .args(["build", "-o"])
@@ -88,6 +89,7 @@ pub fn bench(args: &[String]) -> Result<()> {
         bench: bins[0].clone(),
         loadgen: bins[1].clone(),
         many: bins[2].clone(),
+        exits: bins[3].clone(),
         tmp: tmp.clone(),
         seq: 0,
         help,
@@ -116,6 +118,8 @@ pub fn bench(args: &[String]) -> Result<()> {
     }
     let r = ctx.snapshot();
     let snapshot = keep(&mut errors, "snapshot", r).unwrap_or_default();
+    let r = ctx.fleet();
+    let fleet = keep(&mut errors, "agent with many targets", r);
 
     let elapsed = started.elapsed();
     let report = Report {
@@ -127,6 +131,7 @@ pub fn bench(args: &[String]) -> Result<()> {
         bin: bin.as_ref(),
         attach: &attach,
         snapshot: &snapshot,
+        fleet: fleet.as_ref(),
         errors: &errors,
         elapsed,
     };

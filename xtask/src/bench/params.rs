@@ -27,6 +27,8 @@ pub struct Params {
     pub attach_reps: usize,
     pub snapshot_goroutines: u64,
     pub snapshot_reps: usize,
+    /// Targets of one `tracer agent` (its memory per target).
+    pub fleet_targets: usize,
     pub bigbin: BigBin,
 }
 
@@ -45,6 +47,7 @@ impl Params {
                 attach_reps: 1,
                 snapshot_goroutines: 10_000,
                 snapshot_reps: 1,
+                fleet_targets: 5,
                 bigbin: BigBin {
                     name: "bigbin-quick",
                     packages: 2,
@@ -68,6 +71,7 @@ impl Params {
                 attach_reps: 5,
                 snapshot_goroutines: 100_000,
                 snapshot_reps: 3,
+                fleet_targets: 50,
                 bigbin: BigBin {
                     name: "bigbin",
                     packages: 8,

@@ -111,3 +111,12 @@ pub struct BinInfo {
     pub funcs: usize,
     pub sections: Vec<(String, u64)>,
 }
+
+/// One `tracer agent` over many targets.
+#[derive(Default)]
+pub struct FleetRun {
+    pub targets: usize,
+    /// Targets the agent said it attached to.
+    pub attached: usize,
+    pub agent: Agent,
+}

@@ -188,4 +188,26 @@ impl Report<'_> {
             );
         }
     }
+
+    pub fn fleet_md(&self, md: &mut String) {
+        let Some(f) = self.fleet else {
+            return;
+        };
+        let per = |x: f64| x / f.targets.max(1) as f64;
+        let _ = writeln!(
+            md,
+            "\n## tracer agent with {n} targets\n\n{n} `tests/fixtures/exits` processes (each \
+             parked, 0 to 4 leaked goroutines), then `tracer agent --exe NAME --duration 8s` in \
+             its default mode (watch): one trace per target, all in one process.\n\n\
+             | targets | attached | agent peak RSS | per target | agent CPU | per target |\n\
+             |---:|---:|---:|---:|---:|---:|\n\
+             | {n} | {} | {:.1} MB | {:.2} MB | {} | {} |",
+            f.attached,
+            mb(f.agent.peak_rss_kb),
+            per(mb(f.agent.peak_rss_kb)),
+            secs(f.agent.cpu_s),
+            secs(per(f.agent.cpu_s)),
+            n = f.targets,
+        );
+    }
 }

@@ -166,6 +166,17 @@ impl Report<'_> {
                 ]),
             ),
             (
+                "agent_fleet",
+                self.fleet.map_or(J::Null, |f| {
+                    J::obj(vec![
+                        ("targets", J::Int(f.targets as u64)),
+                        ("attached", J::Int(f.attached as u64)),
+                        ("peak_rss_kb", J::Int(f.agent.peak_rss_kb)),
+                        ("cpu_s", J::Num(f.agent.cpu_s)),
+                    ])
+                }),
+            ),
+            (
                 "slow_modes",
                 J::Obj(
                     self.ctx

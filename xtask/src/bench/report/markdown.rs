@@ -162,6 +162,7 @@ impl Report<'_> {
         self.flood_md(&mut md);
         self.attach_md(&mut md);
         self.snapshot_md(&mut md);
+        self.fleet_md(&mut md);
         let mut na: Vec<_> = self.ctx.na.iter().collect();
         na.sort();
         if !na.is_empty() || !self.ctx.slow.is_empty() {

@@ -10,7 +10,7 @@ mod markdown;
 mod targets;
 
 use super::runner::Ctx;
-use super::samples::{AttachRow, AttachRun, BinInfo, FloodRun, Row};
+use super::samples::{AttachRow, AttachRun, BinInfo, FleetRun, FloodRun, Row};
 use super::stats::median;
 use crate::setup::DEFAULT_GO;
 use std::fs;
@@ -28,6 +28,7 @@ pub struct Report<'a> {
     pub bin: Option<&'a BinInfo>,
     pub attach: &'a [AttachRow],
     pub snapshot: &'a [AttachRun],
+    pub fleet: Option<&'a FleetRun>,
     pub errors: &'a [String],
     pub elapsed: Duration,
 }

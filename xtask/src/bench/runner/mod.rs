@@ -26,6 +26,8 @@ pub struct Ctx {
     pub bench: PathBuf,
     pub loadgen: PathBuf,
     pub many: PathBuf,
+    /// `tests/fixtures/exits`: a small program that parks and waits (agent targets).
+    pub exits: PathBuf,
     pub tmp: PathBuf,
     pub seq: u64,
     /// `tracer run --help` and `tracer attach --help`, to see which flags exist.

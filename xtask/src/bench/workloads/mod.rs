@@ -4,6 +4,7 @@
 //! tables, and one run is measured alike in every family.
 pub mod attach;
 pub mod bigbin;
+pub mod fleet;
 pub mod flood;
 pub mod http;
 pub mod micro;
