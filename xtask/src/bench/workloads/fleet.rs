@@ -39,7 +39,10 @@ impl Ctx {
         if !status.success() {
             bail!("`tracer agent` exited with {status}: {}", text.trim());
         }
-        let attached = text.lines().filter(|l| l.contains("tracer: attached")).count();
+        let attached = text
+            .lines()
+            .filter(|l| l.contains("tracer: attached"))
+            .count();
         Ok(FleetRun {
             targets: n,
             attached,
