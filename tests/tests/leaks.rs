@@ -77,6 +77,7 @@ fn attach_with(go: Go, only: &str, delay: bool, mode: &str, extra: &[&str]) -> S
         &pid,
         "--format",
         "json",
+        "--verbose",
         "--duration",
         "4s",
         "--park-threshold",
@@ -152,6 +153,7 @@ fn scenarios_found_by_snapshot_mode_alone() {
             "snapshot",
             "--format",
             "json",
+            "--verbose",
             "--park-threshold",
             "0s",
         ],
@@ -175,6 +177,7 @@ fn scenarios_reported_parked_at_exit_in_run_mode() {
             "run",
             "--format",
             "json",
+            "--verbose",
             "--fail-on",
             "leak",
             "--",
@@ -199,7 +202,14 @@ fn scenarios_reported_parked_at_exit_in_run_mode() {
 fn early_leak_is_caught_in_run_mode() {
     let bin = build_fixture("early", Go::Default, &[]);
     let (code, out, err) = run_tracer(
-        &["run", "--format", "json", "--", bin.to_str().unwrap()],
+        &[
+            "run",
+            "--format",
+            "json",
+            "--verbose",
+            "--",
+            bin.to_str().unwrap(),
+        ],
         Duration::from_secs(60),
     );
     assert_eq!(code, 0, "{err}");
@@ -223,6 +233,7 @@ fn growing_group_is_a_leak_and_the_idle_pool_is_not() {
             &pid,
             "--format",
             "json",
+            "--verbose",
             "--duration",
             "5s",
             "--leak-window",
@@ -273,6 +284,7 @@ fn clean_program_has_no_findings() {
             &pid,
             "--format",
             "json",
+            "--verbose",
             "--duration",
             "3s",
             "--park-threshold",
@@ -291,6 +303,7 @@ fn clean_program_has_no_findings() {
             "run",
             "--format",
             "json",
+            "--verbose",
             "--fail-on",
             "any",
             "--",
@@ -315,6 +328,7 @@ fn workers_woken_at_shutdown_are_not_parked_at_exit_when_sampled() {
             "run",
             "--format",
             "json",
+            "--verbose",
             "--budget",
             "0.001",
             "--fail-on",

@@ -100,6 +100,7 @@ fn events_match_fixture(go: Go) {
             "1s",
             "--park-threshold",
             "100ms",
+            "--verbose",
         ],
         Duration::from_secs(30),
     );

@@ -246,6 +246,17 @@ impl Findings {
     /// The goroutine findings told per blocking site: one group per rule, site and
     /// wait reason, the way a reader triages a goroutine dump. Ordered by rule,
     /// then largest group first.
+    /// The same findings with the goroutines grouped by site (see [`Self::by_site`]):
+    /// what a report that must fit a screen shows, however many goroutines leak.
+    pub fn grouped(&self) -> Findings {
+        let mut groups = self.by_site();
+        groups.extend(self.groups.iter().cloned());
+        Findings {
+            goroutines: Vec::new(),
+            groups,
+        }
+    }
+
     pub fn by_site(&self) -> Vec<GroupFinding> {
         type Key<'a> = (Rule, &'a Frame, &'a str);
         let mut sites: BTreeMap<Key<'_>, SiteMembers<'_>> = BTreeMap::new();

@@ -128,6 +128,7 @@ pub fn agent(sel: Selector, mut opts: TraceOpts, scan_every: Duration) -> Result
     let writer = Writer::new(
         opts.output.as_deref(),
         opts.format,
+        opts.verbose,
         crate::clock::monotonic_ns(),
     )?;
     let board = Arc::new(Board::default());

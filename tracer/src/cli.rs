@@ -177,6 +177,11 @@ pub struct TraceOpts {
     /// profile). Read it with `go tool pprof -top FILE`.
     #[arg(long, value_name = "FILE")]
     pub pprof: Option<PathBuf>,
+    /// Every goroutine on its own: a line per goroutine finding (text), a
+    /// `goroutine` line per goroutine (JSON). Default: grouped by blocking site,
+    /// with the count, the oldest age, a few goroutine ids and one full stack.
+    #[arg(long, short = 'v')]
+    pub verbose: bool,
     /// Serve Prometheus metrics on this address while tracing (GET /metrics), e.g.
     /// 127.0.0.1:9464. Loopback keeps them on this host; any other address is
     /// your explicit choice.

@@ -46,6 +46,8 @@ pub struct Output {
     /// `tracer agent`: the target's PID, on every line (`"pid"` in JSON, a
     /// `[pid N]` prefix in text), as many targets share one stream.
     tag: Option<u32>,
+    /// `--verbose`: a line per goroutine rather than per site.
+    verbose: bool,
 }
 
 /// Owns the writer thread; [`Writer::finish`] flushes and reports how it went.
@@ -57,7 +59,7 @@ pub struct Writer {
 impl Writer {
     /// Writes `format` to `path`, or to stdout when there is none; event times are
     /// printed relative to `t0`.
-    pub fn new(path: Option<&Path>, format: Format, t0: u64) -> Result<Writer> {
+    pub fn new(path: Option<&Path>, format: Format, verbose: bool, t0: u64) -> Result<Writer> {
         let dest: Box<dyn std::io::Write + Send> = match path {
             Some(p) => Box::new(
                 std::fs::File::create(p)
@@ -100,6 +102,7 @@ impl Writer {
                 format,
                 t0,
                 tag: None,
+                verbose,
             },
             thread,
         })
@@ -171,6 +174,13 @@ impl Output {
         if fresh.is_empty() {
             return;
         }
+        let grouped;
+        let fresh = if self.verbose {
+            fresh
+        } else {
+            grouped = fresh.grouped();
+            &grouped
+        };
         let mut out = Vec::new();
         let _ = match self.format {
             Format::Text => report::text::write_findings(fresh, &mut out),
@@ -238,9 +248,10 @@ impl Output {
                 "lock findings: {findings} ({edges} lock-order edges seen)\n"
             )?;
         }
-        match self.format {
-            Format::Text => report::text::write(r.report, &mut buf)?,
-            Format::Json => report::json::write(r.report, &mut buf)?,
+        match (self.format, self.verbose) {
+            (Format::Text, _) => report::text::write(r.report, &mut buf)?,
+            (Format::Json, true) => report::json::write(r.report, &mut buf)?,
+            (Format::Json, false) => report::json::write_grouped(r.report, &mut buf)?,
         }
         self.write(buf);
         Ok(())
@@ -349,6 +360,7 @@ mod tests {
             format: Format::Text,
             t0: 0,
             tag: None,
+            verbose: false,
         };
         out.stream(vec![b'x'; QUEUE_BYTES - 1]);
         out.stream(b"y\n".to_vec());
@@ -364,6 +376,7 @@ mod tests {
             format: Format::Text,
             t0: 0,
             tag: None,
+            verbose: false,
         };
         out.stream(b"a\n".to_vec());
         out.stream(b"b\nc\n".to_vec());
@@ -381,6 +394,7 @@ mod tests {
             format: Format::Json,
             t0: 0,
             tag: None,
+            verbose: false,
         };
         json.tagged(42)
             .stream(b"{\"kind\":\"summary\"}\n{}\n".to_vec());
@@ -403,7 +417,7 @@ mod tests {
     #[test]
     fn a_file_gets_every_chunk_in_order() {
         let path = std::env::temp_dir().join(format!("tracer-output-{}", std::process::id()));
-        let w = Writer::new(Some(&path), Format::Text, 0).unwrap();
+        let w = Writer::new(Some(&path), Format::Text, false, 0).unwrap();
         let out = w.handle();
         for i in 0..100 {
             out.write(format!("{i}\n").into_bytes());

@@ -84,7 +84,12 @@ pub fn trace(
     let (writer, out) = match fleet {
         Some(f) => (None, f.out.tagged(pid)),
         None => {
-            let w = Writer::new(opts.output.as_deref(), opts.format, monotonic_ns())?;
+            let w = Writer::new(
+                opts.output.as_deref(),
+                opts.format,
+                opts.verbose,
+                monotonic_ns(),
+            )?;
             let out = w.handle();
             (Some(w), out)
         }

@@ -34,6 +34,20 @@ pub fn write(report: &Report, out: &mut dyn Write) -> Result<(), ReportError> {
     Ok(())
 }
 
+/// The whole report with goroutine findings grouped by site: one `group` line per
+/// site (count, oldest, up to 20 goids, one full stack) instead of one line per
+/// goroutine, so a leak of 20,000 goroutines is one line.
+pub fn write_grouped(report: &Report, out: &mut dyn Write) -> Result<(), ReportError> {
+    for g in report.sites.iter().chain(&report.findings.groups) {
+        line(&Line::Group(g), out)?;
+    }
+    for h in &report.summary.histograms {
+        line(&Line::Histogram(h), out)?;
+    }
+    line(&Line::Summary(&report.summary), out)?;
+    Ok(())
+}
+
 /// Finding lines only, for a caller streaming findings as they fire.
 pub fn write_findings(findings: &Findings, out: &mut dyn Write) -> Result<(), ReportError> {
     for g in &findings.goroutines {

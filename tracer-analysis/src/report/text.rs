@@ -40,7 +40,12 @@ pub fn write_findings(findings: &Findings, out: &mut dyn Write) -> Result<(), Re
         writeln!(out, "{}", goroutine_line(g))?;
     }
     for g in &findings.groups {
-        writeln!(out, "{}", group_header(g))?;
+        // A site with one goroutine reads best as that goroutine.
+        if g.rule != Rule::Growing && g.count == 1 {
+            writeln!(out, "{}", goroutine_line(&g.example))?;
+        } else {
+            writeln!(out, "{}", group_header(g))?;
+        }
     }
     Ok(())
 }
