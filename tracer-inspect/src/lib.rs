@@ -8,6 +8,7 @@ pub mod callsites;
 pub mod dwarf;
 pub mod error;
 pub mod goroutines;
+pub mod layouts;
 pub mod lines;
 pub mod locksites;
 pub mod memory;
