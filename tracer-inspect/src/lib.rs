@@ -12,6 +12,7 @@ pub mod layouts;
 pub mod lines;
 pub mod locksites;
 pub mod memory;
+pub mod pclnlines;
 pub mod pclntab;
 pub mod process;
 pub mod prologue;
