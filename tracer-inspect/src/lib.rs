@@ -5,6 +5,7 @@
 pub mod binary;
 pub mod buildinfo;
 pub mod callsites;
+pub mod datasyms;
 pub mod dwarf;
 pub mod error;
 pub mod goroutines;
