@@ -222,6 +222,22 @@ fn lock_bugs_found_without_inlining() {
 }
 
 #[test]
+fn lock_bugs_found_without_dwarf() {
+    // -ldflags=-w: lock sites from the pclntab's inline trees, mutex layouts from
+    // the table of Go minors (the budget's switching is the default build's, and
+    // tested there: every site stays on).
+    check_all(Go::Default, &["-ldflags=-w"], true, "0");
+    // -ldflags='-s -w': go:func.* from the module data too.
+    check_all(Go::Default, &["-ldflags=-s -w"], true, "0");
+}
+
+#[test]
+fn lock_bugs_found_without_dwarf_oldest_go() {
+    check_all(Go::Oldest, &["-ldflags=-w"], true, "0");
+    check_all(Go::Oldest, &["-ldflags=-s -w"], true, "0");
+}
+
+#[test]
 fn non_overlapping_abba_is_caught_every_run() {
     for run in 0..10 {
         let (cases, findings) = run_locks(Go::Default, &[], "abba");

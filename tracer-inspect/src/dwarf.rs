@@ -152,3 +152,46 @@ pub fn member_offsets(
     }
     Ok(out)
 }
+
+/// Integer constants (`DW_TAG_constant` at the top level of a unit) whose names
+/// start with `prefix`, e.g. `runtime._G` for the goroutine statuses. Walks every
+/// unit: meant for the reference program of [`crate::layouts`], not for targets.
+pub fn int_constants(
+    dwarf: &Dwarf,
+    prefix: &str,
+) -> Result<std::collections::BTreeMap<String, i64>, gimli::Error> {
+    let mut out = std::collections::BTreeMap::new();
+    let mut units = dwarf.units();
+    while let Some(header) = units.next()? {
+        let unit = dwarf.unit(header)?;
+        let mut entries = unit.entries();
+        let mut depth = 0isize;
+        while let Some((delta, entry)) = entries.next_dfs()? {
+            depth += delta;
+            if depth != 1 || entry.tag() != gimli::DW_TAG_constant {
+                continue;
+            }
+            let Some(name) = entry.attr_value(gimli::DW_AT_name)? else {
+                continue;
+            };
+            let name = dwarf
+                .attr_string(&unit, name)?
+                .to_string_lossy()?
+                .into_owned();
+            if !name.starts_with(prefix) {
+                continue;
+            }
+            let value = match entry.attr_value(gimli::DW_AT_const_value)? {
+                Some(gimli::AttributeValue::Sdata(v)) => v,
+                Some(gimli::AttributeValue::Udata(v)) => v as i64,
+                Some(gimli::AttributeValue::Data1(v)) => v as i64,
+                Some(gimli::AttributeValue::Data2(v)) => v as i64,
+                Some(gimli::AttributeValue::Data4(v)) => v as i64,
+                Some(gimli::AttributeValue::Data8(v)) => v as i64,
+                _ => continue,
+            };
+            out.insert(name, value);
+        }
+    }
+    Ok(out)
+}

@@ -35,9 +35,17 @@ pub enum InspectError {
     )]
     NoSymbols { path: PathBuf, symbol: String },
     #[error(
-        "{0} is stripped (built with -ldflags='-s -w': no symbol table, no DWARF); rebuild without -s -w to trace it"
+        "{0} has no symbol table (built with -ldflags=-s) and runtime.allgs is not where this tracer looks for it; rebuild without -s to trace it (-ldflags=-w alone works)"
     )]
     Stripped(PathBuf),
+    #[error(
+        "{path}: Go {version} is newer than this tracer knows (up to {newest}); rebuild with DWARF (without -ldflags=-w) or update tracer"
+    )]
+    GoTooNew {
+        path: PathBuf,
+        version: String,
+        newest: String,
+    },
     #[error(
         "{path}: {what}; rebuild without -ldflags=-w, or use a Go version tracer knows ({known})"
     )]

@@ -5,12 +5,15 @@
 pub mod binary;
 pub mod buildinfo;
 pub mod callsites;
+pub mod datasyms;
 pub mod dwarf;
 pub mod error;
 pub mod goroutines;
+pub mod layouts;
 pub mod lines;
 pub mod locksites;
 pub mod memory;
+pub mod pclnlines;
 pub mod pclntab;
 pub mod process;
 pub mod prologue;

@@ -65,6 +65,85 @@ pub struct Func<'a> {
     pub end: u64,
 }
 
+/// `PCDATA_InlTreeIndex` and `FUNCDATA_InlTree` (`internal/abi/symtab.go`).
+const PCDATA_INL_TREE_INDEX: usize = 2;
+const FUNCDATA_INL_TREE: usize = 3;
+/// Size of a `runtime.inlinedCall` (`runtime/symtabinl.go`).
+const INLINED_CALL_SIZE: usize = 16;
+/// Deeper inlining than this is taken for a corrupt table.
+const MAX_INLINE_DEPTH: usize = 64;
+
+struct InlinedCall {
+    name_off: i32,
+    parent_pc: i32,
+}
+
+/// One source frame at a PC (see [`Pclntab::frames`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PcFrame<'a> {
+    pub function: &'a str,
+    pub file: &'a str,
+    pub line: u32,
+    /// An inlined call (false for the physical function, always the last).
+    pub inlined: bool,
+}
+
+/// A function's inlined calls (see [`Pclntab::inline_info`]).
+#[derive(Debug, Clone)]
+pub struct FuncInlines<'a> {
+    pub func: Func<'a>,
+    /// End of the function's code (its pc-line table), before any padding.
+    pub code_end: u64,
+    /// Line of the `func` keyword (0 before Go 1.20).
+    pub start_line: u32,
+    /// File of the function's entry.
+    pub file: &'a str,
+    /// Each inlined call with code (in no particular order: see `parent`).
+    pub nodes: Vec<InlineNode<'a>>,
+    /// `[start, end)` and the innermost node there, for code inside inlined calls.
+    pub runs: Vec<(u64, u64, usize)>,
+}
+
+/// One inlined call in a function.
+#[derive(Debug, Clone)]
+pub struct InlineNode<'a> {
+    /// The inlined function.
+    pub function: &'a str,
+    /// The node it is inlined into (an index into `nodes`), or `None` for the
+    /// physical function.
+    pub parent: Option<usize>,
+    parent_index: i32,
+    /// An instruction with the call's source position (`parentPc`).
+    pub call_pc: u64,
+    pub call_file: &'a str,
+    pub call_line: u32,
+    /// The code of this call, its own inlined calls' included (merged, sorted).
+    pub ranges: Vec<(u64, u64)>,
+}
+
+/// Where a table is in its file (see [`Pclntab::location`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Location {
+    offset: usize,
+    len: usize,
+    addr: u64,
+    text_start: u64,
+    text_source: TextStartSource,
+    gofunc: Option<(u64, usize, usize)>,
+}
+
+fn merge(mut v: Vec<(u64, u64)>) -> Vec<(u64, u64)> {
+    v.sort_unstable();
+    let mut out: Vec<(u64, u64)> = Vec::with_capacity(v.len());
+    for r in v {
+        match out.last_mut() {
+            Some(last) if r.0 <= last.1 => last.1 = last.1.max(r.1),
+            _ => out.push(r),
+        }
+    }
+    out
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum PclntabError {
     /// No `.gopclntab` (or equivalent) found: not a Go binary.
@@ -117,6 +196,11 @@ pub struct Pclntab<'data> {
     /// From the start of the functab to the end of the data; `_func` records
     /// are at funcOff within this.
     funcdata: &'data [u8],
+    /// `go:func.*` (where FUNCDATA, the inline trees among them, lives): its
+    /// address and the bytes from there to the end of its segment.
+    gofunc: Option<(u64, &'data [u8])>,
+    /// The whole table's bytes (from the pcHeader).
+    data: &'data [u8],
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -152,6 +236,63 @@ impl<'data> Pclntab<'data> {
         ))?;
         tab.text_start = text;
         tab.text_source = source;
+        let gofunc = ["go:func.*", "go.func.*"]
+            .iter()
+            .find_map(|n| file.symbol_by_name(n))
+            .map(|s| s.address());
+        if let Some(addr) = gofunc {
+            tab.set_gofunc(file, addr);
+        }
+        Ok(tab)
+    }
+
+    /// Where `go:func.*` is, for a binary without a symbol table: the runtime
+    /// keeps it in `runtime.firstmoduledata.gofunc` (`field_offset`, from the
+    /// binary's Go version).
+    pub fn set_gofunc(&mut self, file: &object::File<'data>, addr: u64) {
+        self.gofunc = bytes_from(file, addr).map(|b| (addr, b));
+    }
+
+    /// The address of `go:func.*`, when known.
+    pub fn gofunc(&self) -> Option<u64> {
+        self.gofunc.map(|g| g.0)
+    }
+
+    /// Where this table is in `file` (the bytes it was read from), so that a
+    /// holder of the file can view it again later without the checks of
+    /// [`Self::parse`] ([`Self::view`]).
+    pub fn location(&self, file: &[u8]) -> Option<Location> {
+        let off = |s: &[u8]| -> Option<usize> {
+            let base = file.as_ptr() as usize;
+            let p = s.as_ptr() as usize;
+            (p >= base && p + s.len() <= base + file.len()).then_some(p - base)
+        };
+        Some(Location {
+            offset: off(self.data)?,
+            len: self.data.len(),
+            addr: self.addr,
+            text_start: self.text_start,
+            text_source: self.text_source,
+            gofunc: match self.gofunc {
+                Some((a, b)) => Some((a, off(b)?, b.len())),
+                None => None,
+            },
+        })
+    }
+
+    /// The table at `loc` in `file`, as [`Self::location`] found it.
+    pub fn view(file: &'data [u8], loc: &Location) -> Result<Self, PclntabError> {
+        let bytes = |off: usize, len: usize| {
+            file.get(off..off.saturating_add(len))
+                .ok_or(PclntabError::Malformed("location outside the file"))
+        };
+        let data = bytes(loc.offset, loc.len).map_err(|_| PclntabError::Missing)?;
+        let mut tab = Self::assemble(data, Some(loc.text_start), false)?;
+        tab.addr = loc.addr;
+        tab.text_source = loc.text_source;
+        if let Some((a, off, len)) = loc.gofunc {
+            tab.gofunc = Some((a, bytes(off, len)?));
+        }
         Ok(tab)
     }
 
@@ -159,6 +300,14 @@ impl<'data> Pclntab<'data> {
     /// `text_start` is the address of `runtime.text`; when `None` the value
     /// stored in the header is used, which is 0 for Go 1.26+ binaries.
     pub fn parse(data: &'data [u8], text_start: Option<u64>) -> Result<Self, PclntabError> {
+        Self::assemble(data, text_start, true)
+    }
+
+    fn assemble(
+        data: &'data [u8],
+        text_start: Option<u64>,
+        check: bool,
+    ) -> Result<Self, PclntabError> {
         let h = parse_header(data)?;
         let len = data.len() as u64;
         let offs = [
@@ -210,7 +359,12 @@ impl<'data> Pclntab<'data> {
             pctab: table(h.pctab_off),
             functab,
             funcdata,
+            gofunc: None,
+            data,
         };
+        if !check {
+            return Ok(tab);
+        }
         // The function table must be sorted for binary search, and its
         // records must be in bounds: check once here so lookups stay cheap.
         // Fixed part of a `_func` record: 40 bytes (Go 1.18/1.19), 44 with
@@ -279,6 +433,17 @@ impl<'data> Pclntab<'data> {
         best.map(|(i, _)| self.func(i))
     }
 
+    /// The body of a function written in assembly (`FuncFlagAsm`): what the ELF
+    /// symbol table calls `name.abi0` when a Go-ABI wrapper takes the plain
+    /// name (`runtime.exit`).
+    pub fn lookup_asm(&self, name: &str) -> Option<Func<'data>> {
+        (0..self.nfunc).find_map(|i| {
+            let f = self.func(i);
+            let (_, flag) = self.func_id_flag(self.ft_funcoff(i));
+            (f.name == name && flag & FUNC_FLAG_ASM != 0).then_some(f)
+        })
+    }
+
     /// The function whose range contains `pc`.
     pub fn func_at(&self, pc: u64) -> Option<Func<'data>> {
         self.index_at(pc).map(|i| self.func(i))
@@ -289,8 +454,10 @@ impl<'data> Pclntab<'data> {
     /// `go tool addr2line` and the DWARF line table report it.
     pub fn line(&self, pc: u64) -> Option<(&'data str, u32)> {
         let i = self.index_at(pc)?;
-        let fo = self.ft_funcoff(i);
-        let entry = self.text_start + u64::from(self.ft_entry(i));
+        self.line_in(self.ft_funcoff(i), self.entry(i), pc)
+    }
+
+    fn line_in(&self, fo: u32, entry: u64, pc: u64) -> Option<(&'data str, u32)> {
         let pcfile = self.field(fo, 5)?;
         let pcln = self.field(fo, 6)?;
         let cu = self.field(fo, 8)?;
@@ -306,6 +473,141 @@ impl<'data> Pclntab<'data> {
         }
         let file = cstr(self.filetab, fnoff as usize)?;
         Some((file, line as u32))
+    }
+
+    /// The source frames at `pc`, innermost first: each inlined call the PC is
+    /// inside (from the function's inline tree, `FUNCDATA_InlTree`, and its
+    /// `PCDATA_InlTreeIndex` table), then the physical function. The innermost
+    /// frame has `pc`'s own position; each outer one the position of the call
+    /// it inlined, as Go's traceback does (`runtime/symtabinl.go`). Without
+    /// `go:func.*` only the physical function is given.
+    pub fn frames(&self, pc: u64) -> Vec<PcFrame<'data>> {
+        let mut out = Vec::new();
+        let Some(i) = self.index_at(pc) else {
+            return out;
+        };
+        let fo = self.ft_funcoff(i);
+        let entry = self.entry(i);
+        let tree = self.inl_tree(fo);
+        let index_table = self.pcdata_table(fo, PCDATA_INL_TREE_INDEX);
+        let index_at = |pc: u64| -> i32 {
+            match (tree, index_table) {
+                (Some(_), Some(t)) => self.pcvalue(t, entry, pc).unwrap_or(-1),
+                _ => -1,
+            }
+        };
+        let mut at = pc;
+        let mut ix = index_at(at);
+        // An inline tree is as deep as the inlining budget allows; a cycle would
+        // be a corrupt table.
+        for _ in 0..MAX_INLINE_DEPTH {
+            let (file, line) = self.line_in(fo, entry, at).unwrap_or(("?", 0));
+            let call = tree.and_then(|t| self.inlined_call(t, ix));
+            let Some(call) = call else {
+                out.push(PcFrame {
+                    function: self.func(i).name,
+                    file,
+                    line,
+                    inlined: false,
+                });
+                break;
+            };
+            out.push(PcFrame {
+                function: self.name_at(call.name_off).unwrap_or("?"),
+                file,
+                line,
+                inlined: true,
+            });
+            at = entry.wrapping_add(call.parent_pc as i64 as u64);
+            ix = index_at(at);
+        }
+        out
+    }
+
+    /// The inlined calls of function `i` (in [`Self::funcs`] order) and the code
+    /// each covers, for finding inlined calls of given functions without DWARF.
+    pub fn inline_info(&self, i: usize) -> Option<FuncInlines<'data>> {
+        if i >= self.nfunc {
+            return None;
+        }
+        let fo = self.ft_funcoff(i);
+        let func = self.func(i);
+        let entry = func.entry;
+        let end = self
+            .field(fo, 6)
+            .map(|t| self.pcvalue_runs(t, entry))
+            .and_then(|r| r.last().map(|r| r.1))
+            .filter(|&e| e > entry && e <= func.end)
+            .unwrap_or(func.end);
+        let start_line = self
+            .field(fo, 9)
+            .filter(|_| self.magic != GO118_MAGIC)
+            .map_or(0, |l| l as i32)
+            .max(0) as u32;
+        let mut out = FuncInlines {
+            func,
+            code_end: end,
+            start_line,
+            file: self.line_in(fo, entry, entry).map_or("", |f| f.0),
+            nodes: Vec::new(),
+            runs: Vec::new(),
+        };
+        let (Some(tree), Some(table)) = (
+            self.inl_tree(fo),
+            self.pcdata_table(fo, PCDATA_INL_TREE_INDEX),
+        ) else {
+            return Some(out);
+        };
+        let mut index: std::collections::HashMap<i32, usize> = std::collections::HashMap::new();
+        for (lo, hi, v) in self.pcvalue_runs(table, entry) {
+            if v < 0 || lo >= end {
+                continue;
+            }
+            // The node and every node it is inlined into.
+            let mut chain = Vec::new();
+            let mut ix = v;
+            while ix >= 0 && chain.len() < MAX_INLINE_DEPTH {
+                if let Some(&n) = index.get(&ix) {
+                    chain.push(n);
+                    ix = out.nodes[n].parent_index;
+                    continue;
+                }
+                let Some(call) = self.inlined_call(tree, ix) else {
+                    break;
+                };
+                let call_pc = entry.wrapping_add(call.parent_pc as i64 as u64);
+                let (call_file, call_line) = self.line_in(fo, entry, call_pc).unwrap_or(("", 0));
+                let parent_index = self.pcvalue(table, entry, call_pc).unwrap_or(-1);
+                out.nodes.push(InlineNode {
+                    function: self.name_at(call.name_off).unwrap_or("?"),
+                    parent: None,
+                    parent_index,
+                    call_pc,
+                    call_file,
+                    call_line,
+                    ranges: Vec::new(),
+                });
+                let n = out.nodes.len() - 1;
+                index.insert(ix, n);
+                chain.push(n);
+                ix = parent_index;
+            }
+            let hi = hi.min(end);
+            for &n in &chain {
+                out.nodes[n].ranges.push((lo, hi));
+            }
+            if let Some(&n) = index.get(&v) {
+                out.runs.push((lo, hi, n));
+            }
+        }
+        for k in 0..out.nodes.len() {
+            let p = out.nodes[k].parent_index;
+            out.nodes[k].parent = index.get(&p).copied();
+        }
+        for n in &mut out.nodes {
+            n.ranges = merge(std::mem::take(&mut n.ranges));
+        }
+        Some(out)
     }
 
     /// Number of functions.
@@ -366,6 +668,95 @@ impl<'data> Pclntab<'data> {
             }
         }
         Some(lo - 1)
+    }
+
+    fn entry(&self, i: usize) -> u64 {
+        self.text_start + u64::from(self.ft_entry(i))
+    }
+
+    /// Size of the fixed part of a `_func` record.
+    fn record_size(&self) -> usize {
+        if self.magic == GO118_MAGIC {
+            40
+        } else {
+            44
+        }
+    }
+
+    /// Offset in pctab of PCDATA table `k` of the function, if it has one.
+    fn pcdata_table(&self, fo: u32, k: usize) -> Option<u32> {
+        let npcdata = self.field(fo, 7)? as usize;
+        if k >= npcdata {
+            return None;
+        }
+        let at = (fo as usize).checked_add(self.record_size() + 4 * k)?;
+        read_u32(self.funcdata, at, self.big_endian).filter(|&o| o != 0)
+    }
+
+    /// FUNCDATA `k` of the function: its bytes from `go:func.*` on.
+    fn funcdata_bytes(&self, fo: u32, k: usize) -> Option<&'data [u8]> {
+        let (_, gofunc) = self.gofunc?;
+        let rs = self.record_size();
+        let nfuncdata = *self.funcdata.get((fo as usize).checked_add(rs - 1)?)? as usize;
+        if k >= nfuncdata {
+            return None;
+        }
+        let npcdata = self.field(fo, 7)? as usize;
+        let at = (fo as usize).checked_add(rs + 4 * npcdata + 4 * k)?;
+        let off = read_u32(self.funcdata, at, self.big_endian).filter(|&o| o != u32::MAX)?;
+        gofunc.get(off as usize..)
+    }
+
+    fn inl_tree(&self, fo: u32) -> Option<&'data [u8]> {
+        self.funcdata_bytes(fo, FUNCDATA_INL_TREE)
+    }
+
+    /// Entry `ix` of an inline tree (`runtime.inlinedCall`: funcID u8, 3 bytes
+    /// of padding, nameOff, parentPc and startLine as int32).
+    fn inlined_call(&self, tree: &[u8], ix: i32) -> Option<InlinedCall> {
+        let at = usize::try_from(ix).ok()?.checked_mul(INLINED_CALL_SIZE)?;
+        let word = |k: usize| read_u32(tree, at + 4 * k, self.big_endian).map(|v| v as i32);
+        Some(InlinedCall {
+            name_off: word(1)?,
+            parent_pc: word(2)?,
+        })
+    }
+
+    fn name_at(&self, name_off: i32) -> Option<&'data str> {
+        cstr(self.funcnametab, usize::try_from(name_off).ok()?)
+    }
+
+    /// The runs of a pc-value table: `[start, end)` and the value there.
+    fn pcvalue_runs(&self, off: u32, entry: u64) -> Vec<(u64, u64, i32)> {
+        let mut out = Vec::new();
+        let Some(mut p) = self.pctab.get(off as usize..).filter(|_| off != 0) else {
+            return out;
+        };
+        let mut val: i32 = -1;
+        let mut pc = entry;
+        loop {
+            let first = out.is_empty();
+            let Some(uv) = read_varint(&mut p) else { break };
+            if uv == 0 && !first {
+                break;
+            }
+            let vdelta = if uv & 1 != 0 {
+                !(uv >> 1) as i32
+            } else {
+                (uv >> 1) as i32
+            };
+            let Some(pcdelta) = read_varint(&mut p) else {
+                break;
+            };
+            let next = pc + u64::from(pcdelta) * u64::from(self.quantum);
+            val = val.wrapping_add(vdelta);
+            out.push((pc, next, val));
+            pc = next;
+            if out.len() > 1 << 22 {
+                break;
+            }
+        }
+        out
     }
 
     #[inline]
@@ -687,6 +1078,13 @@ fn find_text_start(file: &object::File<'_>, tab: &Pclntab<'_>) -> Option<(u64, T
 /// that leave the value only in a RELATIVE dynamic relocation), the
 /// relocation addend is used instead.
 pub(crate) fn text_from_moduledata(file: &object::File<'_>, tab: &Pclntab<'_>) -> Option<u64> {
+    moduledata_word(file, tab, 22)
+}
+
+/// Word `word` (pointer-sized) of `runtime.firstmoduledata`, found as for
+/// [`text_from_moduledata`]: e.g. its `gofunc` field, whose position the
+/// binary's Go version gives.
+pub fn moduledata_word(file: &object::File<'_>, tab: &Pclntab<'_>, word: usize) -> Option<u64> {
     if tab.addr == 0 {
         return None;
     }
@@ -708,7 +1106,7 @@ pub(crate) fn text_from_moduledata(file: &object::File<'_>, tab: &Pclntab<'_>) -
     let want_ftab = tab.addr + tab.offsets.pcln;
     let first = u64::from(tab.ft_entry(0));
     let last = u64::from(tab.ft_entry(tab.nfunc));
-    let md_size = 24 * ps;
+    let md_size = (word + 1).max(24) * ps;
 
     // A check on a candidate module data; `get(word)` reads a pointer field.
     let check = |get: &dyn Fn(usize) -> Option<u64>| -> Option<u64> {
@@ -723,7 +1121,7 @@ pub(crate) fn text_from_moduledata(file: &object::File<'_>, tab: &Pclntab<'_>) -
         if maxpc != 0 && maxpc != text.checked_add(last)? {
             return None;
         }
-        Some(text)
+        get(word)
     };
 
     // 1. Values present in the file. `.go.module` (Go 1.26+) holds just the
@@ -1589,6 +1987,104 @@ func main() { fmt.Println(C.add(1, 2)) }
                     );
                 }
             }
+        }
+    }
+
+    /// The frames of a PC, inlined calls included, are DWARF's (as addr2line
+    /// reads them) in the unstripped binary, and the same in the stripped one
+    /// (where `go:func.*` is found through the module data).
+    #[test]
+    fn inline_frames_match_dwarf() {
+        for fx in fixtures() {
+            let _ctx = Ctx(&fx.version);
+            for (full, stripped) in [("plain", "stripped"), ("pie", "pie-stripped")] {
+                let bin = crate::binary::Binary::open(&fx.bins[full]).unwrap();
+                let dwarf = crate::dwarf::load(&bin).unwrap().unwrap();
+                let lines = crate::lines::Lines::new(dwarf).unwrap();
+                let file = bin.object().unwrap();
+                let tab = Pclntab::from_elf(&file).unwrap();
+                assert!(tab.gofunc().is_some(), "{full}: no go:func.*");
+                let info = crate::buildinfo::read(&file).unwrap();
+                let layout = crate::layouts::for_version(&info.version).unwrap();
+                let word = layout.offset("runtime.moduledata.gofunc").unwrap() as usize / 8;
+                assert_eq!(
+                    moduledata_word(&file, &tab, word),
+                    tab.gofunc(),
+                    "{full}: go:func.* from the module data"
+                );
+
+                // The stripped build's code is the same; its data is not (the
+                // build settings differ), so go:func.* is elsewhere.
+                let sl = Loaded::new(&fx.bins[stripped]);
+                let sfile = sl.file();
+                let mut stab = Pclntab::from_elf(&sfile).unwrap();
+                assert_eq!(stab.gofunc(), None);
+                let g = moduledata_word(&sfile, &stab, word).unwrap();
+                stab.set_gofunc(&sfile, g);
+
+                let (mut checked, mut inlined) = (0, 0);
+                for f in tab.funcs() {
+                    let size = f.end - f.entry;
+                    for pc in [
+                        f.entry,
+                        f.entry + size / 4,
+                        f.entry + size / 2,
+                        f.entry + size * 3 / 4,
+                    ] {
+                        // addr2line joins the unit's directory "." to
+                        // "<autogenerated>"; Go prints the name alone.
+                        let want: Vec<(String, String, u32)> = lines
+                            .frames(pc)
+                            .iter()
+                            .map(|fr| {
+                                let file = fr.file.strip_prefix("./").unwrap_or(&fr.file);
+                                (fr.function.to_string(), file.to_string(), fr.line)
+                            })
+                            .collect();
+                        if want.is_empty() || want.iter().any(|w| w.2 == 0) {
+                            continue;
+                        }
+                        let got: Vec<(String, String, u32)> = tab
+                            .frames(pc)
+                            .iter()
+                            .map(|fr| (fr.function.to_string(), fr.file.to_string(), fr.line))
+                            .collect();
+                        assert_eq!(got, want, "{full}: frames at {pc:#x} in {}", f.name);
+                        let sgot: Vec<(String, String, u32)> = stab
+                            .frames(pc)
+                            .iter()
+                            .map(|fr| (fr.function.to_string(), fr.file.to_string(), fr.line))
+                            .collect();
+                        assert_eq!(sgot, want, "{stripped}: frames at {pc:#x}");
+                        checked += 1;
+                        inlined += usize::from(want.len() > 1);
+                    }
+                }
+                eprintln!(
+                    "{} {full}: {checked} PCs, {inlined} in inlined code",
+                    fx.version
+                );
+                assert!(
+                    checked > 1000 && inlined > 100,
+                    "{full}: {checked} / {inlined}"
+                );
+            }
+        }
+    }
+
+    /// A view from a location is the table it was taken from.
+    #[test]
+    fn view_of_a_location() {
+        for fx in fixtures() {
+            let l = Loaded::new(&fx.bins["plain"]);
+            let file = l.file();
+            let tab = Pclntab::from_elf(&file).unwrap();
+            let loc = tab.location(&l.data).unwrap();
+            let again = Pclntab::view(&l.data, &loc).unwrap();
+            assert!(tab.funcs().eq(again.funcs()));
+            assert_eq!(tab.gofunc(), again.gofunc());
+            let main = tab.lookup("main.main").unwrap();
+            assert_eq!(tab.frames(main.entry + 8), again.frames(main.entry + 8));
         }
     }
 

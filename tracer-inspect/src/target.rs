@@ -1,8 +1,10 @@
 //! [`TargetInfo`]: everything the rest of the tracer needs to know about the target,
 //! gathered in one pass and then immutable.
 use crate::binary::{Binary, Symbol};
+use crate::layouts::{self, GoLayout};
 use crate::lines::{Lines, SourceFrame};
 use crate::memory::Memory;
+use crate::pclnlines::PclnLines;
 use crate::{dwarf, process, prologue, waitreasons, InspectError};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -102,6 +104,8 @@ pub struct TargetInfo {
     /// Symbols or offsets that were looked for and not found.
     pub missing: Vec<String>,
     lines: Option<Lines>,
+    /// Lines from the pclntab, when there is no DWARF.
+    pcln_lines: Option<PclnLines>,
     binary: Binary,
 }
 
@@ -135,11 +139,14 @@ impl TargetInfo {
         for (_, alts) in PROBED_FUNCS {
             wanted.extend_from_slice(alts);
         }
-        let syms = binary.symbols(&wanted)?;
-        if !syms.contains_key("runtime.gopark") {
-            if binary.section_data(".gopclntab").is_some() && !binary.has_symtab() {
+        let mut syms = binary.symbols(&wanted)?;
+        if !binary.has_symtab() && binary.section_data(".gopclntab").is_some() {
+            syms = stripped_symbols(&binary, &wanted);
+            if syms.contains_key("runtime.gopark") && !syms.contains_key("runtime.allgs") {
                 return Err(InspectError::Stripped(exe.into()));
             }
+        }
+        if !syms.contains_key("runtime.gopark") {
             return Err(InspectError::NoSymbols {
                 path: exe.into(),
                 symbol: "runtime.gopark".into(),
@@ -179,6 +186,11 @@ impl TargetInfo {
             .collect();
 
         let dwarf = dwarf::load(&binary)?;
+        // Without DWARF, what it would say comes from the table of Go minors.
+        let table = match dwarf {
+            Some(_) => None,
+            None => Some(layout_for(exe, &info.version)?),
+        };
         let mut offsets = StructOffsets::default();
         if let Some(d) = &dwarf {
             let found = dwarf::member_offsets(d, FIELDS).map_err(|e| InspectError::Dwarf {
@@ -187,6 +199,18 @@ impl TargetInfo {
             })?;
             offsets.0 = found.offsets;
             missing.extend(found.missing);
+        } else if let Some(t) = table {
+            for (ty, fields) in FIELDS {
+                for f in *fields {
+                    let name = format!("{ty}.{f}");
+                    match t.offset(&name) {
+                        Some(o) => {
+                            offsets.0.insert(name, o);
+                        }
+                        None => missing.push(name),
+                    }
+                }
+            }
         }
         if offsets.get("runtime.g.goid").is_none() {
             return Err(InspectError::NoOffsets {
@@ -205,14 +229,17 @@ impl TargetInfo {
                     .map(std::sync::Arc::from)
                     .collect()
             }
-            None => {
-                missing.push("runtime.waitReasonStrings".into());
-                Vec::new()
-            }
+            None => match table {
+                Some(t) => t.wait_reasons.iter().map(|w| w.as_str().into()).collect(),
+                None => {
+                    missing.push("runtime.waitReasonStrings".into());
+                    Vec::new()
+                }
+            },
         };
-        let lines = match dwarf {
-            Some(d) => Lines::new(d).ok(),
-            None => None,
+        let (lines, pcln_lines) = match dwarf {
+            Some(d) => (Lines::new(d).ok(), None),
+            None => (None, PclnLines::new(&binary, table)),
         };
         Ok(Self {
             pid,
@@ -225,6 +252,7 @@ impl TargetInfo {
             wait_reasons,
             missing,
             lines,
+            pcln_lines,
             binary,
         })
     }
@@ -243,9 +271,10 @@ impl TargetInfo {
 
     /// Source frames of a link-time PC, innermost (inlined) first.
     pub fn frames(&self, pc: u64) -> Vec<SourceFrame> {
-        match &self.lines {
-            Some(l) => l.frames(pc),
-            None => Vec::new(),
+        match (&self.lines, &self.pcln_lines) {
+            (Some(l), _) => l.frames(pc),
+            (None, Some(p)) => p.frames(&self.binary, pc),
+            (None, None) => Vec::new(),
         }
     }
 
@@ -258,6 +287,62 @@ impl TargetInfo {
     }
 }
 
+/// What a binary without a symbol table (`-ldflags=-s`) still tells of the
+/// symbols in `wanted`: functions by their pclntab names (`name.abi0` is the body
+/// of a function written in assembly), and `runtime.allgs`, found in the code
+/// that appends to it. The other data symbols are not needed then: wait-reason
+/// names come from the table of Go minors, the Go version from `.go.buildinfo`.
+fn stripped_symbols(binary: &Binary, wanted: &[&str]) -> HashMap<String, Symbol> {
+    let mut out = HashMap::new();
+    let Ok(obj) = binary.object() else {
+        return out;
+    };
+    let Ok(tab) = crate::pclntab::Pclntab::from_elf(&obj) else {
+        return out;
+    };
+    for name in wanted {
+        let f = match name.strip_suffix(".abi0") {
+            Some(base) => tab.lookup_asm(base),
+            None => tab.lookup(name),
+        };
+        if let Some(f) = f {
+            let sym = Symbol {
+                addr: f.entry,
+                size: f.end - f.entry,
+            };
+            out.insert(name.to_string(), sym);
+        }
+    }
+    if let Some(allgs) = crate::datasyms::allgs(binary, &tab) {
+        out.insert("runtime.allgs".into(), allgs);
+    }
+    out
+}
+
+/// The table entry for a binary without DWARF; never a guess for a Go minor the
+/// table does not have.
+fn layout_for(
+    exe: &Path,
+    version: &crate::buildinfo::GoVersion,
+) -> Result<&'static GoLayout, InspectError> {
+    layouts::for_version(version).map_err(|e| match e {
+        layouts::Unknown::TooNew { newest } => InspectError::GoTooNew {
+            path: exe.into(),
+            version: format!("{}.{}", version.major, version.minor),
+            newest: format!("1.{newest}"),
+        },
+        layouts::Unknown::Missing => InspectError::NoOffsets {
+            path: exe.into(),
+            what: format!("no DWARF, and no struct layouts of Go {version}"),
+            known: layouts::all()
+                .iter()
+                .map(|l| format!("1.{}", l.minor))
+                .collect::<Vec<_>>()
+                .join(", "),
+        },
+    })
+}
+
 fn load_bias(bin: &Binary, pid: u32) -> Option<u64> {
     if !bin.is_pie() {
         return Some(0);
@@ -266,4 +351,151 @@ fn load_bias(bin: &Binary, pid: u32) -> Option<u64> {
     let maps = process::exe_mappings(pid).ok()?;
     let m = maps.iter().find(|m| m.file_offset == file_off)?;
     Some(m.start.wrapping_sub(vaddr))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testgo::{go_cmd, go_paths, scratch_dir};
+
+    /// The reference program of the layout table, built with `flags`, in one
+    /// directory per Go (file names in the binaries are then the same).
+    fn build(go: &Path, flags: &[&str]) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!(
+            "target-test-{}-{}",
+            std::process::id(),
+            go.display().to_string().replace('/', "_")
+        ));
+        if !dir.exists() {
+            let tmp = scratch_dir("target-test");
+            std::fs::write(tmp.join("main.go"), layouts::REFERENCE_PROGRAM).unwrap();
+            std::fs::write(tmp.join("go.mod"), "module targettest\n\ngo 1.21\n").unwrap();
+            let _ = std::fs::rename(&tmp, &dir);
+        }
+        let bin = dir.join(format!(
+            "bin{}",
+            flags.join("").replace([' ', '=', '-'], "")
+        ));
+        let out = go_cmd(go, &dir)
+            .env("CGO_ENABLED", "0")
+            .arg("build")
+            .args(flags)
+            .arg("-o")
+            .arg(&bin)
+            .arg(".")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        bin
+    }
+
+    /// A binary without DWARF is described as the same program with DWARF is:
+    /// offsets (the table's agree with DWARF's), wait reasons, probe points and
+    /// source frames.
+    #[test]
+    fn without_dwarf_as_with_dwarf() {
+        for go in go_paths() {
+            let full = TargetInfo::from_path(&build(&go, &[])).unwrap();
+            for flags in ["-ldflags=-w", "-ldflags=-s -w"] {
+                let w = TargetInfo::from_path(&build(&go, &[flags])).unwrap();
+                let ctx = format!("{} {flags}", full.go_version);
+                assert_eq!(w.binary.has_symtab(), flags == "-ldflags=-w", "{ctx}");
+                same_target(&full, &w, &ctx);
+            }
+        }
+    }
+
+    fn same_target(full: &TargetInfo, w: &TargetInfo, ctx: &str) {
+        assert!(dwarf::load(&w.binary).unwrap().is_none());
+        assert!(w.lines.is_none() && w.pcln_lines.is_some());
+        assert_eq!(w.go_version, full.go_version);
+        for (name, off) in &full.offsets.0 {
+            assert_eq!(w.offsets.get(name), Some(*off), "{ctx}: {name}");
+        }
+        assert_eq!(w.wait_reasons, full.wait_reasons, "{ctx}");
+        // Sizes from the pclntab include the padding after a function.
+        let sizeless = |t: &TargetInfo| -> Vec<(String, RuntimeFunc)> {
+            let mut v: Vec<(String, RuntimeFunc)> = t
+                .funcs
+                .iter()
+                .map(|(k, f)| {
+                    (
+                        k.clone(),
+                        RuntimeFunc {
+                            size: 0,
+                            ..f.clone()
+                        },
+                    )
+                })
+                .collect();
+            v.sort_by(|a, b| a.0.cmp(&b.0));
+            v
+        };
+        assert_eq!(sizeless(w), sizeless(full), "{ctx}");
+        // Its data moves (the build settings in it differ): only found.
+        assert!(w.data.contains_key("runtime.allgs"), "{ctx}");
+        let text = full.binary.object().unwrap();
+        let tab = crate::pclntab::Pclntab::from_elf(&text).unwrap();
+        let mut checked = 0;
+        for f in tab.funcs().step_by(3) {
+            for pc in [f.entry, f.entry + (f.end - f.entry) / 2] {
+                // addr2line joins the unit's directory "." to
+                // "<autogenerated>"; Go prints the name alone.
+                let want: Vec<SourceFrame> = full
+                    .frames(pc)
+                    .into_iter()
+                    .map(|mut f| {
+                        if let Some(rest) = f.file.strip_prefix("./") {
+                            f.file = rest.into();
+                        }
+                        f
+                    })
+                    .collect();
+                if want.is_empty() || want.iter().any(|f| f.line == 0) {
+                    continue;
+                }
+                assert_eq!(w.frames(pc), want, "{ctx}: {pc:#x} in {}", f.name);
+                checked += 1;
+            }
+        }
+        assert!(checked > 500, "{ctx}: {checked}");
+    }
+
+    /// A Go minor newer than the table is refused, never guessed at.
+    #[test]
+    fn newer_go_without_dwarf_is_refused() {
+        let go = crate::testgo::default_go();
+        let bin = build(&go, &["-ldflags=-w"]);
+        let mut data = std::fs::read(&bin).unwrap();
+        let (off, len) = {
+            let obj = object::File::parse(&*data).unwrap();
+            use object::{Object as _, ObjectSection as _};
+            let s = obj.section_by_name(".go.buildinfo").unwrap();
+            let (o, l) = s.file_range().unwrap();
+            (o as usize, l as usize)
+        };
+        let info = &mut data[off..off + len];
+        let at = info
+            .windows(4)
+            .position(|w| w == b"go1.")
+            .expect("version in .go.buildinfo");
+        // go1.NN.P -> go1.99.P (same length).
+        info[at + 4..at + 6].copy_from_slice(b"99");
+        let patched = bin.with_file_name("newer");
+        std::fs::write(&patched, &data).unwrap();
+        let err = TargetInfo::from_path(&patched).err().expect("refused");
+        let msg = err.to_string();
+        assert!(matches!(err, InspectError::GoTooNew { .. }), "{msg}");
+        let newest = layouts::newest();
+        assert!(
+            msg.contains(&format!(
+                "Go 1.99 is newer than this tracer knows (up to 1.{newest}); rebuild with DWARF (without -ldflags=-w) or update tracer"
+            )),
+            "{msg}"
+        );
+    }
 }

@@ -1,10 +1,11 @@
-//! Project tasks: `cargo xtask setup | build | demo | test | bench | lint`.
+//! Project tasks: `cargo xtask setup | build | demo | test | bench | lint | layouts`.
 //!
 //! Built by the default stable toolchain, it installs the pinned toolchains the
 //! project needs (see `docs/toolchain.md`) and runs everything else through them, so a
 //! fresh clone needs nothing but rustup, Python and a C compiler.
 mod bench;
 mod build;
+mod layouts;
 mod setup;
 mod tasks;
 
@@ -19,6 +20,7 @@ fn main() -> ExitCode {
         Some("test") => tasks::test(&args[1..]),
         Some("bench") => tasks::bench(&args[1..]),
         Some("lint") => tasks::lint(),
+        Some("layouts") => layouts::layouts(&args[1..]),
         _ => {
             eprintln!(
                 "usage: cargo xtask <command>\n\n\
@@ -28,7 +30,8 @@ fn main() -> ExitCode {
                  demo                  run the tracer against a bundled leaking Go service\n  \
                  test [ARGS]           the whole test suite (ARGS go to cargo test)\n  \
                  bench [--quick]       overhead benchmark, writes build/bench/\n  \
-                 lint                  cargo fmt --check and clippy -D warnings"
+                 lint                  cargo fmt --check and clippy -D warnings\n  \
+                 layouts [VERSION...]  regenerate the Go struct layout table (one Go per minor)"
             );
             return ExitCode::from(2);
         }

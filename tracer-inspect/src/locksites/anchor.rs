@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use iced_x86::{FlowControl, Instruction, Mnemonic, OpKind, Register};
 
 use super::classify::Target;
-use super::dwarf::{Layout, Nested};
+use super::findings::{Layout, Nested};
 use super::text::{in_ranges, in_ranges_sorted, merge_ranges, TextMap};
 use super::{Gpr, LockOp, MutexKind, Outcome};
 

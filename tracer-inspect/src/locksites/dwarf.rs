@@ -12,7 +12,8 @@ use std::rc::Rc;
 
 use gimli::{AttributeValue, DebugInfoOffset, EndianSlice, LittleEndian, UnitSectionOffset};
 
-use super::classify::{classify, Class, Target};
+use super::classify::{classify, Class};
+use super::findings::{Findings, Layout, OolFunc, RawSite};
 
 type Rd<'a> = EndianSlice<'a, LittleEndian>;
 type Unit<'a> = gimli::Unit<Rd<'a>>;
@@ -47,64 +48,6 @@ struct Frame {
     phys: (u64, u64),
 }
 
-pub(super) type Nested = Vec<(Target, Vec<(u64, u64)>)>;
-
-pub(super) struct RawSite {
-    pub(super) target: Target,
-    pub(super) ranges: Vec<(u64, u64)>,
-    pub(super) nested: Nested,
-    pub(super) caller: Rc<str>,
-    pub(super) file: String,
-    pub(super) line: u32,
-    pub(super) phys: (u64, u64),
-}
-
-pub(super) struct OolFunc {
-    pub(super) target: Target,
-    pub(super) name: Rc<str>,
-    pub(super) ranges: Vec<(u64, u64)>,
-    pub(super) low: u64,
-    pub(super) nested: Nested,
-    pub(super) file: String,
-    pub(super) line: u32,
-}
-
-/// Byte offsets inside the mutex types (defaults are the layouts of Go 1.21
-/// to 1.26).
-#[derive(Debug, Clone, Copy)]
-pub(super) struct Layout {
-    /// `sync.Mutex.mu` (Go 1.24+; 0 before).
-    pub(super) mutex_mu: i64,
-    /// `state` inside the mutex that has it (`sync.Mutex` before 1.24,
-    /// `internal/sync.Mutex` after).
-    pub(super) mutex_state: i64,
-    pub(super) rw_w: i64,
-    pub(super) rw_reader_count: i64,
-    pub(super) atomic_int32_v: i64,
-}
-
-impl Default for Layout {
-    fn default() -> Self {
-        Layout {
-            mutex_mu: 0,
-            mutex_state: 0,
-            rw_w: 0,
-            rw_reader_count: 16,
-            atomic_int32_v: 0,
-        }
-    }
-}
-
-impl Layout {
-    /// Offset of the state word from the start of a `sync.Mutex`.
-    pub(super) fn state_in_mutex(&self) -> i64 {
-        self.mutex_mu + self.mutex_state
-    }
-    pub(super) fn reader_count(&self) -> i64 {
-        self.rw_reader_count + self.atomic_int32_v
-    }
-}
-
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum StructOfInterest {
     SyncMutex,
@@ -121,7 +64,7 @@ pub(super) struct Walker<'a, 'd> {
     pub(super) sites: Vec<RawSite>,
     pub(super) ool: Vec<OolFunc>,
     /// Every out-of-line lock method (public and internal) by entry address.
-    pub(super) target_funcs: HashMap<u64, Target>,
+    pub(super) target_funcs: HashMap<u64, super::classify::Target>,
     /// Code that belongs to package sync / internal/sync.
     pub(super) sync_scopes: Vec<(u64, u64)>,
     pub(super) layout: Layout,
@@ -330,6 +273,16 @@ impl<'a, 'd> Walker<'a, 'd> {
         }
         let (fi, line) = best?;
         Some((self.file_name(ui, Some(fi)), line))
+    }
+
+    pub(super) fn into_findings(self) -> Findings {
+        Findings {
+            sites: self.sites,
+            ool: self.ool,
+            target_funcs: self.target_funcs,
+            sync_scopes: self.sync_scopes,
+            layout: self.layout,
+        }
     }
 
     pub(super) fn walk_all(&mut self) -> Result<(), gimli::Error> {

@@ -757,6 +757,17 @@ fn check(go: &Path, tag: &str, gcflags: Option<&str>) {
         "[{tag}] unresolved sites: {:#?}",
         res.unresolved
     );
+    // Without DWARF (the pclntab's inline trees, the table's layouts): the same.
+    let pcln = super::scan_without_dwarf(&file).unwrap();
+    assert_eq!(pcln.unresolved, res.unresolved, "[{tag}] without DWARF");
+    for (a, b) in res.sites.iter().zip(&pcln.sites) {
+        assert_eq!(a, b, "[{tag}] site from DWARF, then without");
+    }
+    assert_eq!(
+        pcln.sites.len(),
+        res.sites.len(),
+        "[{tag}] sites without DWARF"
+    );
     let (marks_src, waits) = markers();
     let lines = Lines::new(&file);
     let mut sum = Summary {

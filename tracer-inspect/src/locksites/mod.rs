@@ -48,14 +48,18 @@
 //! copy's code, the instruction to probe and the register that holds the
 //! mutex; `resolve` turns the walk's findings into the sites; `text` (the
 //! executable bytes) and `classify` (what a function name is) serve them.
+//! Without DWARF (`-ldflags=-w`), `pcln` makes the same findings from the
+//! pclntab's inline trees ([`scan_without_dwarf`]).
 //! This file holds only the public types and [`scan`], which wires the
 //! pieces together, so that callers see one module and none of its parts.
 
 mod anchor;
 mod classify;
 mod dwarf;
+mod findings;
 #[cfg(test)]
 mod fixture_tests;
+mod pcln;
 mod resolve;
 mod text;
 
@@ -276,8 +280,16 @@ pub struct LockSiteScan {
 pub enum LockSiteError {
     #[error("not an x86-64 binary (architecture {0:?})")]
     UnsupportedArch(object::Architecture),
-    #[error("binary has no DWARF .debug_info (stripped?)")]
-    NoDwarf,
+    #[error("no DWARF, and no Go function table: {0}")]
+    Pclntab(#[from] crate::pclntab::PclntabError),
+    #[error("no DWARF, and no Go build information to tell the Go version")]
+    NoGoVersion,
+    #[error(
+        "no DWARF, and {0} is newer than this tracer knows (up to Go 1.{1}); rebuild without -ldflags=-w or update tracer"
+    )]
+    UnknownGo(String, u32),
+    #[error("no DWARF, and the Go function table has no inline trees (go:func.* not found)")]
+    NoInlineTrees,
     #[error("object file: {0}")]
     Object(#[from] object::Error),
     #[error("DWARF: {0}")]
@@ -298,11 +310,39 @@ pub fn scan(file: &object::File<'_>) -> Result<LockSiteScan, LockSiteError> {
     })?;
     let dwarf = sections.borrow(|s| EndianSlice::new(s.as_ref(), LittleEndian));
     if dwarf.debug_info.reader().is_empty() {
-        return Err(LockSiteError::NoDwarf);
+        return scan_without_dwarf(file);
     }
     let mut w = Walker::new(&dwarf)?;
     w.walk_all()?;
-    Ok(w.finish(&text))
+    Ok(w.into_findings().finish(&text))
+}
+
+/// Like [`scan`], from the pclntab's inline trees instead of DWARF (what
+/// [`scan`] does for a binary built with `-ldflags=-w`), with the mutex layouts
+/// of the binary's Go minor from [`crate::layouts`].
+pub fn scan_without_dwarf(file: &object::File<'_>) -> Result<LockSiteScan, LockSiteError> {
+    if file.architecture() != object::Architecture::X86_64 {
+        return Err(LockSiteError::UnsupportedArch(file.architecture()));
+    }
+    let info = crate::buildinfo::read(file).map_err(|_| LockSiteError::NoGoVersion)?;
+    let table = crate::layouts::for_version(&info.version).map_err(|_| {
+        LockSiteError::UnknownGo(info.raw_version.clone(), crate::layouts::newest())
+    })?;
+    let mut tab = crate::pclntab::Pclntab::from_elf(file)?;
+    if tab.gofunc().is_none() {
+        // No symbol table: the module data says where go:func.* is.
+        let word = table
+            .offset("runtime.moduledata.gofunc")
+            .map(|o| o as usize / 8);
+        if let Some(addr) = word.and_then(|w| crate::pclntab::moduledata_word(file, &tab, w)) {
+            tab.set_gofunc(file, addr);
+        }
+    }
+    if tab.gofunc().is_none() {
+        return Err(LockSiteError::NoInlineTrees);
+    }
+    let found = pcln::findings(&tab, findings::Layout::from_table(table));
+    Ok(found.finish(&TextMap::new(file)))
 }
 
 #[cfg(test)]

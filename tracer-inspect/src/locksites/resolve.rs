@@ -2,22 +2,22 @@
 //! anchor, each out-of-line method its entry (or, for a Try method nobody
 //! inside `sync` calls, its deciding CAS), the entries get the return
 //! addresses of `sync`'s own calls into them, and one site is kept per probe
-//! address.  It neither reads DWARF nor looks for registers itself (it takes
-//! the finished [`Walker`] and asks `anchor`), so that it is the only place
-//! that sees all sites at once and can refuse two different ones on one
-//! address.  `Walker::finish` lives here, not in `dwarf`, so that `dwarf`
-//! does not depend on `anchor`.
+//! address.  It neither reads DWARF or the pclntab nor looks for registers
+//! itself (it takes the [`Findings`] of either walk and asks `anchor`), so
+//! that it is the only place that sees all sites at once and can refuse two
+//! different ones on one address.  `Findings::finish` lives here, so that
+//! neither walk depends on `anchor`.
 
 use std::collections::{BTreeMap, HashMap};
 
 use iced_x86::{FlowControl, Instruction, OpKind};
 
 use super::anchor::{after_stack_check, AnchorCtx};
-use super::dwarf::Walker;
+use super::findings::Findings;
 use super::text::{fmt_ranges, merge_ranges, TextMap};
 use super::{Gpr, LockSite, LockSiteScan, Outcome};
 
-impl<'a, 'd> Walker<'a, 'd> {
+impl Findings {
     pub(super) fn finish(self, text: &TextMap<'_>) -> LockSiteScan {
         let layout = self.layout;
         let mut out = LockSiteScan::default();
