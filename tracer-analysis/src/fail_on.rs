@@ -90,6 +90,7 @@ mod tests {
                 created_by: None,
                 parent_goid: None,
                 site,
+                test: None,
             }],
             groups: vec![],
         }

@@ -61,6 +61,30 @@ pub struct GoroutineFinding {
     pub parent_goid: Option<u64>,
     /// The first frame of user code, where the goroutine is blocked.
     pub site: Frame,
+    /// In a Go test binary: the test, benchmark, example or fuzz target whose
+    /// code started the goroutine (from the `go` statement's function), like
+    /// goleak's per-test verdict.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub test: Option<String>,
+}
+
+/// The test a function belongs to: `TestLeak` for `pkg.TestLeak.func1`,
+/// `BenchmarkX` for `pkg.(*T).BenchmarkX`... (Go's testing names: `Test`,
+/// `Benchmark`, `Example` or `Fuzz`, then the end or a non-lowercase letter).
+pub fn test_of(function: &str) -> Option<String> {
+    // Past the package path: the last '/' then the first '.'.
+    let tail = function.rsplit('/').next()?;
+    let (_, names) = tail.split_once('.')?;
+    names.split('.').find_map(|part| {
+        let part = part.trim_start_matches("(*").trim_end_matches(')');
+        ["Test", "Benchmark", "Example", "Fuzz"]
+            .iter()
+            .find_map(|prefix| {
+                let rest = part.strip_prefix(prefix)?;
+                let next = rest.chars().next();
+                (next.is_none_or(|c| !c.is_lowercase())).then(|| part.to_string())
+            })
+    })
 }
 
 impl GoroutineFinding {
@@ -78,6 +102,7 @@ impl GoroutineFinding {
             created_by: p.created_by.clone(),
             parent_goid: p.parent_goid,
             site: goroutine.site().clone(),
+            test: p.created_by.as_ref().and_then(|c| test_of(&c.function)),
         }
     }
 }
@@ -343,6 +368,7 @@ mod tests {
             created_by: Some(Frame::new("main.main", "/src/main.go", creator)),
             parent_goid: Some(1),
             site: Frame::new("main.send", "/src/main.go", line),
+            test: None,
         }
     }
 
@@ -416,5 +442,28 @@ mod tests {
         };
         assert_eq!(findings.rules(), vec![Rule::LongParked, Rule::ParkedAtExit]);
         assert_eq!(findings.len(), 3);
+    }
+}
+
+#[cfg(test)]
+mod test_names {
+    use super::test_of;
+
+    #[test]
+    fn tests_are_named_from_the_go_statements_function() {
+        assert_eq!(
+            test_of("example.com/pkg.TestLeak.func1").as_deref(),
+            Some("TestLeak")
+        );
+        assert_eq!(test_of("pkg.TestLeak").as_deref(), Some("TestLeak"));
+        assert_eq!(
+            test_of("pkg.BenchmarkX.func2.1").as_deref(),
+            Some("BenchmarkX")
+        );
+        assert_eq!(test_of("a/b.(*suite).TestAll").as_deref(), Some("TestAll"));
+        assert_eq!(test_of("pkg.Test").as_deref(), Some("Test"));
+        assert_eq!(test_of("pkg.Testify"), None);
+        assert_eq!(test_of("main.main"), None);
+        assert_eq!(test_of("testing.tRunner"), None);
     }
 }

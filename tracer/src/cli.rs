@@ -126,6 +126,20 @@ pub struct TraceOpts {
     /// channel operations with the channel address).
     #[arg(long)]
     pub events: bool,
+    /// With --events: only these goroutines (repeatable).
+    #[arg(long = "goid", value_name = "GOID", requires = "events")]
+    pub event_goids: Vec<u64>,
+    /// With --events: only events whose wait reason contains this (e.g. "chan").
+    #[arg(long = "reason", value_name = "TEXT", requires = "events")]
+    pub event_reason: Option<String>,
+    /// With --events: only events whose site (function or file:line) contains
+    /// this (e.g. "main." or "server.go:42").
+    #[arg(long = "site", value_name = "TEXT", requires = "events")]
+    pub event_site: Option<String>,
+    /// With --events: the runtime's own goroutines too (GC workers, the sweeper,
+    /// the scavenger), which are left out by default.
+    #[arg(long, requires = "events")]
+    pub runtime_events: bool,
     /// Stop after this long (e.g. 30s, 5m); default: until Ctrl-C or the target exits.
     /// `tracer run` then stops the program it started (SIGTERM, SIGKILL after 1 s).
     /// 0 reads the goroutines once and detaches. Every duration flag is at most 365

@@ -126,6 +126,11 @@ pub struct Session<'t> {
     /// `tracer agent`: the board this target's metrics go to, its pprof requests
     /// and the agent's stop.
     fleet: Option<crate::fleet::Link>,
+    /// Which `--events` lines to print.
+    event_filter: decode::EventFilter,
+    /// Goroutines known to be the runtime's own (by their start function), left
+    /// out of `--events` unless asked for.
+    system_goids: std::collections::HashSet<u64>,
 }
 
 /// Whatever ends the session, a target held at exit is let go, the probes are
@@ -165,6 +170,12 @@ impl<'t> Session<'t> {
             },
             _ => None,
         };
+        let event_filter = decode::EventFilter {
+            goids: opts.event_goids.clone(),
+            reason: opts.event_reason.clone(),
+            site: opts.event_site.clone(),
+            runtime: opts.runtime_events,
+        };
         let mut session = Self {
             target,
             probes,
@@ -196,6 +207,8 @@ impl<'t> Session<'t> {
             metrics: None,
             metric_labels: metric_labels(target, pid),
             fleet: None,
+            event_filter,
+            system_goids: Default::default(),
         };
         session.lock_sites_attached();
         Ok(session)
@@ -468,7 +481,12 @@ impl<'t> Session<'t> {
                 Record::Skip => {}
             }
             if self.opts.events {
-                live.push(self.decoder.live(ev, &stack));
+                let ev = self.decoder.live(ev, &stack);
+                note_system(&mut self.system_goids, &ev);
+                let system = &self.system_goids;
+                if self.event_filter.keep(&ev, |g| system.contains(&g)) {
+                    live.push(ev);
+                }
             }
         }
         self.out.events(&live);
@@ -730,8 +748,13 @@ impl<'t> Session<'t> {
                     .unwrap_or(0),
             };
             let read = self.decoder.parked(&g, reason, dating);
-            if self.opts.events && first {
-                live.push(read.live(now));
+            if self.opts.events {
+                let ev = read.live(now);
+                note_system(&mut self.system_goids, &ev);
+                let system = &self.system_goids;
+                if first && self.event_filter.keep(&ev, |g| system.contains(&g)) {
+                    live.push(ev);
+                }
             }
             if g.tracking_seq.is_some() {
                 self.prev_parks.insert(
@@ -796,6 +819,18 @@ pub fn container_id(pid: u32) -> Option<String> {
             .find(|part| part.len() == 64)
             .map(str::to_string)
     })
+}
+
+/// Learns which goroutines are the runtime's own from the events that name a start
+/// function; forgets those that exit.
+fn note_system(system: &mut std::collections::HashSet<u64>, ev: &decode::LiveEvent) {
+    if ev.event == "exit" {
+        system.remove(&ev.goid);
+    } else if ev.start_function.is_some()
+        && tracer_analysis::system::is_system_goroutine(ev.start_function.as_deref())
+    {
+        system.insert(ev.goid);
+    }
 }
 
 /// (device, inode) of a file, following links.

@@ -91,6 +91,7 @@ mod tests {
             created_by: Some(Frame::new("main.main", "/src/app/main.go", 17)),
             parent_goid: Some(1),
             site: Frame::new("main.leakySend", "/src/app/main.go", 42),
+            test: None,
         }
     }
 

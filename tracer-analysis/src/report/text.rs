@@ -85,32 +85,42 @@ pub fn group_header(group: &GroupFinding) -> String {
                 group.rule,
             )
         }
-        _ => format!(
-            "{} {} parked at {at} [{}] — rule {}, oldest {}",
-            group.count,
-            if group.count == 1 {
-                "goroutine"
-            } else {
-                "goroutines"
-            },
-            group.wait_reason,
-            group.rule,
-            age(group.oldest_ns, group.example.exact),
-        ),
+        _ => {
+            format!(
+                "{} {} parked at {at} [{}] — rule {}, oldest {}",
+                group.count,
+                if group.count == 1 {
+                    "goroutine"
+                } else {
+                    "goroutines"
+                },
+                group.wait_reason,
+                group.rule,
+                age(group.oldest_ns, group.example.exact),
+            ) + &in_test(&group.example)
+        }
     }
 }
 
 /// A one-line account of a goroutine finding.
 pub fn goroutine_line(g: &GoroutineFinding) -> String {
     format!(
-        "goroutine {} [{}, {}] parked at {} in {} — rule {}",
+        "goroutine {} [{}, {}] parked at {} in {} — rule {}{}",
         g.goid,
         g.wait_reason,
         age(g.parked_ns, g.exact),
         location(&g.site),
         g.site.function,
         g.rule,
+        in_test(g),
     )
+}
+
+/// ` (test TestLeak)` when a test started the goroutine.
+fn in_test(g: &GoroutineFinding) -> String {
+    g.test
+        .as_ref()
+        .map_or(String::new(), |t| format!(" (test {t})"))
 }
 
 /// A goroutine as a Go dump shows it, plus what it waits on.
@@ -307,6 +317,7 @@ mod tests {
             created_by: Some(Frame::new("main.main", "/src/app/main.go", 17)),
             parent_goid: Some(1),
             site: Frame::new("main.leakySend", "/src/app/main.go", 42),
+            test: None,
         }
     }
 

@@ -106,3 +106,91 @@ impl LiveEvent {
         s
     }
 }
+
+/// Which `--events` lines to print.
+#[derive(Debug, Clone, Default)]
+pub struct EventFilter {
+    pub goids: Vec<u64>,
+    pub reason: Option<String>,
+    pub site: Option<String>,
+    /// Keep the runtime's own goroutines.
+    pub runtime: bool,
+}
+
+impl EventFilter {
+    /// Whether to print `ev`; `system` says whether a goroutine is known to be
+    /// one of the runtime's own.
+    pub fn keep(&self, ev: &LiveEvent, system: impl Fn(u64) -> bool) -> bool {
+        if !self.goids.is_empty() && !self.goids.contains(&ev.goid) {
+            return false;
+        }
+        if let Some(r) = &self.reason {
+            if !ev
+                .wait_reason
+                .as_deref()
+                .is_some_and(|w| w.contains(r.as_str()))
+            {
+                return false;
+            }
+        }
+        if let Some(want) = &self.site {
+            let at = ev.site.as_ref().map(|f| {
+                let base = f.file.rsplit('/').next().unwrap_or(&f.file);
+                format!("{} {base}:{}", f.function, f.line)
+            });
+            if !at.is_some_and(|a| a.contains(want.as_str())) {
+                return false;
+            }
+        }
+        self.runtime || !system(ev.goid)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn park(goid: u64, reason: &str, function: &str, line: u32) -> LiveEvent {
+        let mut ev = LiveEvent::new("park", 0, goid);
+        ev.wait_reason = Some(reason.into());
+        ev.site = Some(SourceFrame {
+            function: function.into(),
+            file: "/src/app/server.go".into(),
+            line,
+        });
+        ev
+    }
+
+    #[test]
+    fn filters_by_goroutine_reason_site_and_runtime() {
+        let all = EventFilter::default();
+        let ev = park(7, "chan send", "main.serve", 42);
+        assert!(all.keep(&ev, |_| false));
+        assert!(
+            !all.keep(&ev, |g| g == 7),
+            "runtime goroutines are left out"
+        );
+        let runtime = EventFilter {
+            runtime: true,
+            ..all.clone()
+        };
+        assert!(runtime.keep(&ev, |_| true));
+        let goid = EventFilter {
+            goids: vec![8],
+            ..all.clone()
+        };
+        assert!(!goid.keep(&ev, |_| false));
+        let reason = EventFilter {
+            reason: Some("chan".into()),
+            ..all.clone()
+        };
+        assert!(reason.keep(&ev, |_| false));
+        assert!(!reason.keep(&LiveEvent::new("resume", 0, 7), |_| false));
+        let site = EventFilter {
+            site: Some("server.go:42".into()),
+            ..all
+        };
+        assert!(site.keep(&ev, |_| false));
+        assert!(!site.keep(&park(7, "chan send", "main.serve", 43), |_| false));
+    }
+}

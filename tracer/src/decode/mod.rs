@@ -7,7 +7,7 @@ mod live;
 mod objects;
 mod symbols;
 
-pub use live::{event_name, site, LiveEvent};
+pub use live::{event_name, site, EventFilter, LiveEvent};
 pub use symbols::FastMap;
 
 use objects::{object_of, ObjectOffsets};
