@@ -3,54 +3,6 @@
 use std::time::Duration;
 use tracer_tests::*;
 
-fn goroutine_findings(out: &str) -> Vec<serde_json::Value> {
-    json_lines(out)
-        .into_iter()
-        .filter(|v| v["kind"] == "goroutine")
-        .collect()
-}
-
-/// Asserts a finding for each `expect` record with the given rule.
-fn check_expectations(records: &[Record], out: &str, rule: &str) {
-    let findings = goroutine_findings(out);
-    let mut checked = 0;
-    for e in records
-        .iter()
-        .filter(|r| r.kind == "expect" && r.get("rule") != "growing")
-    {
-        let goid = e.u64("goid");
-        let f = findings
-            .iter()
-            .find(|f| f["goid"].as_u64() == Some(goid) && f["rule"] == rule)
-            .unwrap_or_else(|| panic!("no {rule} finding for {e:?}\n{out}"));
-        let ctx = format!("{e:?} vs {f}");
-        assert_eq!(f["wait_reason"], e.get("wait"), "{ctx}");
-        assert_eq!(f["site"]["line"].as_u64(), Some(e.u64("line")), "{ctx}");
-        assert!(
-            f["site"]["file"].as_str().unwrap().ends_with(e.get("file")),
-            "{ctx}"
-        );
-        assert_eq!(f["site"]["function"], e.get("func"), "{ctx}");
-        // The stack reads as Go's dump does: gopark on top, each frame once (a probe
-        // on gopark's call sites walks from the call, not from gopark).
-        let frames = f["frames"].as_array().expect("frames");
-        assert_eq!(frames[0]["function"], "runtime.gopark", "{ctx}");
-        assert!(frames.windows(2).all(|w| w[0] != w[1]), "{ctx}");
-        assert_eq!(f["created_by"]["function"], e.get("creator"), "{ctx}");
-        match e.get("object") {
-            "nil" => assert_eq!(f["object"]["kind"], "nil_channel", "{ctx}"),
-            o if o.starts_with("chan:") => {
-                let addr = u64::from_str_radix(o.trim_start_matches("chan:0x"), 16).unwrap();
-                assert_eq!(f["object"]["kind"], "channel", "{ctx}");
-                assert_eq!(f["object"]["addr"].as_u64(), Some(addr), "{ctx}");
-            }
-            _ => {}
-        }
-        checked += 1;
-    }
-    assert!(checked > 0, "fixture announced nothing");
-}
-
 fn summary(out: &str) -> serde_json::Value {
     json_line(out, "summary")
 }
@@ -187,12 +139,7 @@ fn scenarios_reported_parked_at_exit_in_run_mode() {
         Duration::from_secs(60),
     );
     assert_eq!(code, 1, "--fail-on leak must fail: {err}");
-    let records: Vec<Record> = out
-        .lines()
-        .filter(|l| !l.starts_with('{'))
-        .map(parse_record)
-        .collect();
-    check_expectations(&records, &out, "parked_at_exit");
+    check_expectations(&program_records(&out), &out, "parked_at_exit");
 }
 
 #[test]
@@ -203,12 +150,7 @@ fn early_leak_is_caught_in_run_mode() {
         Duration::from_secs(60),
     );
     assert_eq!(code, 0, "{err}");
-    let records: Vec<Record> = out
-        .lines()
-        .filter(|l| !l.starts_with('{'))
-        .map(parse_record)
-        .collect();
-    check_expectations(&records, &out, "parked_at_exit");
+    check_expectations(&program_records(&out), &out, "parked_at_exit");
 }
 
 #[test]

@@ -70,7 +70,9 @@ pub fn snapshot_with(
     mem: &Memory,
     known: impl Fn(&RawGoroutine) -> bool,
 ) -> Option<Snapshot> {
-    let bias = target.load_bias();
+    // A PIE's data moves with its load bias, unknown until it runs (`tracer
+    // run`'s child before its exec): nothing to read yet.
+    let bias = target.load_bias()?;
     let allgs = target.data.get("runtime.allgs")?;
     let off = |n: &str| target.offsets.get(n);
     let goid_off = off("runtime.g.goid")?;

@@ -90,6 +90,8 @@ impl StructOffsets {
 }
 
 pub struct TargetInfo {
+    /// The process the target runs as: given at inspection (attach), or once
+    /// started ([`TargetInfo::with_pid`], `tracer run`).
     pub pid: Option<u32>,
     /// Path the executable is opened through (`/proc/PID/exe` in attach mode).
     pub exe: PathBuf,
@@ -103,6 +105,10 @@ pub struct TargetInfo {
     pub missing: Vec<String>,
     lines: Option<Lines>,
     binary: Binary,
+    /// Run-time minus link-time addresses, once learned (see `load_bias`).
+    bias: std::sync::OnceLock<u64>,
+    /// (device, inode) of the executable: how its process is recognised.
+    exe_id: Option<(u64, u64)>,
 }
 
 impl TargetInfo {
@@ -226,7 +232,16 @@ impl TargetInfo {
             missing,
             lines,
             binary,
+            bias: std::sync::OnceLock::new(),
+            exe_id: file_id(exe),
         })
+    }
+
+    /// The process the target will run as (`tracer run`'s child, held before its
+    /// `exec`): a PIE's load bias is learned from it once it runs the executable.
+    pub fn with_pid(mut self, pid: u32) -> Self {
+        self.pid = Some(pid);
+        self
     }
 
     pub fn binary(&self) -> &Binary {
@@ -249,13 +264,32 @@ impl TargetInfo {
         }
     }
 
-    /// Run-time minus link-time addresses (non-zero only for PIE).
-    pub fn load_bias(&self) -> u64 {
-        match (self.pie, self.pid) {
-            (true, Some(pid)) => load_bias(&self.binary, pid).unwrap_or(0),
-            _ => 0,
+    /// Run-time minus link-time addresses: 0 for a fixed-address executable. A
+    /// PIE's is read from `/proc/PID/maps` once the process runs this executable
+    /// (`tracer run`'s child does only after its `exec`), then kept; `None`
+    /// until then.
+    pub fn load_bias(&self) -> Option<u64> {
+        if !self.pie {
+            return Some(0);
         }
+        if let Some(b) = self.bias.get() {
+            return Some(*b);
+        }
+        let pid = self.pid?;
+        let runs_it =
+            self.exe_id.is_some() && file_id(Path::new(&format!("/proc/{pid}/exe"))) == self.exe_id;
+        if !runs_it {
+            return None;
+        }
+        let b = load_bias(&self.binary, pid)?;
+        Some(*self.bias.get_or_init(|| b))
     }
+}
+
+/// (device, inode) of a file, following links.
+fn file_id(path: &Path) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt as _;
+    std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino()))
 }
 
 fn load_bias(bin: &Binary, pid: u32) -> Option<u64> {

@@ -214,7 +214,6 @@ fn lock_probes(target: &TargetInfo, missing: &mut Vec<String>) -> Vec<LockProbe>
         None => return Vec::new(),
     };
     missing.extend(scan.unresolved.iter().map(|u| format!("lock site: {u}")));
-    let bias = target.load_bias();
     let mut out = Vec::new();
     for site in &scan.sites {
         // An out-of-line TryLock whose result cannot be seen would add false holds.
@@ -252,8 +251,10 @@ fn lock_probes(target: &TargetInfo, missing: &mut Vec<String>) -> Vec<LockProbe>
             LockOp::TryRLock => lockop::TRY_RLOCK,
         };
         let mut ignore = [0u64; MAX_IGNORED_CALLERS];
+        // Relative to the probed instruction, whose run-time address the kernel
+        // has in `rip`: right in a PIE too, before its load address is known.
         for (slot, addr) in ignore.iter_mut().zip(&site.ignore_return_addrs) {
-            *slot = addr + bias;
+            *slot = addr.wrapping_sub(vaddr);
         }
         out.push(LockProbe {
             file_offset,

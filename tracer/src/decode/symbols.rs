@@ -31,8 +31,7 @@ pub fn pcs_key(pcs: &[u64]) -> u64 {
 /// stack map hashes identical stacks to one id, so a site is symbolized once).
 pub struct Symbolizer<'t> {
     target: &'t TargetInfo,
-    bias: u64,
-    /// Where the entry probe of gopark stands (run-time address; 0 if unknown).
+    /// Where the entry probe of gopark stands (link-time address; 0 if unknown).
     gopark_probe: u64,
     cache: FastMap<(i64, u64), Vec<SourceFrame>>,
     /// Single PCs (`created by`, start functions): a handful of distinct ones,
@@ -42,14 +41,12 @@ pub struct Symbolizer<'t> {
 
 impl<'t> Symbolizer<'t> {
     pub fn new(target: &'t TargetInfo) -> Self {
-        let bias = target.load_bias();
         Self {
             target,
-            bias,
             gopark_probe: target
                 .funcs
                 .get("gopark")
-                .map_or(0, |f| f.vaddr + f.probe_offset + bias),
+                .map_or(0, |f| f.vaddr + f.probe_offset),
             cache: FastMap::default(),
             pcs: Default::default(),
         }
@@ -67,6 +64,11 @@ impl<'t> Symbolizer<'t> {
         if let Some(f) = self.cache.get(&(stack_id, caller)) {
             return f.clone();
         }
+        // The PCs are run-time addresses: a PIE's cannot be looked up before its
+        // load bias is known (no record comes before its program runs).
+        let Some(bias) = self.target.load_bias() else {
+            return Vec::new();
+        };
         let mut pcs: Vec<u64> = Vec::with_capacity(ips.len() + 1);
         let mut it = ips.iter();
         if let Some(&first) = it.next() {
@@ -75,7 +77,11 @@ impl<'t> Symbolizer<'t> {
             let at_call = caller != 0
                 && self.gopark_probe != 0
                 && first == caller.wrapping_sub(tracer_inspect::callsites::CALL_REL32_LEN);
-            pcs.push(if at_call { self.gopark_probe } else { first });
+            pcs.push(if at_call {
+                self.gopark_probe.wrapping_add(bias)
+            } else {
+                first
+            });
         }
         let rest: Vec<u64> = it.copied().collect();
         // Kernels since 6.14 add the return address themselves for a probe at a
@@ -86,7 +92,7 @@ impl<'t> Symbolizer<'t> {
         pcs.extend(rest);
         let mut frames = Vec::new();
         for (i, pc) in pcs.iter().enumerate() {
-            let pc = pc.wrapping_sub(self.bias);
+            let pc = pc.wrapping_sub(bias);
             // Return addresses point after the call: look up the call itself.
             let lookup = if i == 0 { pc } else { pc.wrapping_sub(1) };
             frames.extend(self.target.frames(lookup));
@@ -105,7 +111,8 @@ impl<'t> Symbolizer<'t> {
         if let Some(f) = self.pcs.borrow().get(&(pc, is_return_address)) {
             return f.clone();
         }
-        let rel = pc.wrapping_sub(self.bias);
+        let bias = self.target.load_bias()?;
+        let rel = pc.wrapping_sub(bias);
         let lookup = if is_return_address { rel - 1 } else { rel };
         let frame = self.target.frames(lookup).pop();
         let mut cache = self.pcs.borrow_mut();
@@ -126,9 +133,12 @@ impl<'t> Symbolizer<'t> {
         if let Some(f) = self.cache.get(&(-2, key)) {
             return f.clone();
         }
+        let Some(bias) = self.target.load_bias() else {
+            return Vec::new();
+        };
         let mut frames = Vec::new();
         for (i, pc) in pcs.iter().enumerate() {
-            let pc = pc.wrapping_sub(self.bias);
+            let pc = pc.wrapping_sub(bias);
             let lookup = if i == 0 { pc } else { pc.wrapping_sub(1) };
             frames.extend(self.target.frames(lookup));
         }
