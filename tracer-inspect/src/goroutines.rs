@@ -28,8 +28,8 @@ pub struct RawGoroutine {
     pub gopc: u64,
     pub startpc: u64,
     pub parent_goid: u64,
-    /// Run-time PCs of the parked stack, innermost first (return addresses after the
-    /// first).
+    /// Run-time PCs of the parked stack, innermost first, all return addresses:
+    /// the first, `g.sched.pc`, is where gopark's call to `mcall` returns.
     pub pcs: Vec<u64>,
     /// For channel waits: the channel of the first sudog (`g.waiting.c`).
     pub waiting_chan: u64,
