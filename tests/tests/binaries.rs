@@ -1,8 +1,8 @@
 //! The binaries production ships, besides `go build`'s default: position
 //! independent (`-buildmode=pie`, linked by Go's own linker, and by the system's
-//! with cgo), paths trimmed (`-trimpath`). Each is traced as the default build
-//! is, and the stacks read as Go's own dump of the same process prints them,
-//! frame for frame.
+//! with cgo), paths trimmed (`-trimpath`), programs the linker left parts of the
+//! runtime out of. Each is traced as the default build is, and the stacks read
+//! as Go's own dump of the same process prints them, frame for frame.
 use std::collections::HashMap;
 use std::io::Read as _;
 use std::path::{Path, PathBuf};
@@ -299,4 +299,55 @@ fn paths_of_trimpath_builds_are_go_s_own() {
     let bin = build_fixture("scenarios", Go::Default, &["-trimpath"]);
     stacks_match_go_dump(&bin, false);
     stacks_match_go_dump(&bin, true);
+}
+
+#[test]
+fn a_function_the_program_never_links_is_not_missing() {
+    // runtime.selectgo is linked only into programs with a select of two cases
+    // or more: its absence is nothing to report, in any mode.
+    let bin = build_fixture("noselect", Go::Default, &[]);
+    for extra in [&[][..], &["--events"][..]] {
+        let mut args = vec!["run", "--format", "json"];
+        args.extend_from_slice(extra);
+        args.extend(["--", bin.to_str().unwrap()]);
+        let (code, out, err) = run_tracer(&args, Duration::from_secs(60));
+        assert_eq!(code, 0, "{extra:?}: {err}");
+        assert_eq!(
+            json_line(&out, "summary")["symbols_missing"],
+            serde_json::json!([]),
+            "{extra:?}"
+        );
+        let leak = goroutine_findings(&out)
+            .into_iter()
+            .find(|f| f["rule"] == "parked_at_exit")
+            .unwrap_or_else(|| panic!("{extra:?}: no leak found: {out}"));
+        assert_eq!(leak["site"]["function"], "main.publish");
+        assert_eq!(leak["wait_reason"], "chan send");
+    }
+    let (code, out, err) = run_tracer(
+        &["run", "--", bin.to_str().unwrap()],
+        Duration::from_secs(60),
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains(", 0 symbols missing"), "{out}");
+    assert!(!out.contains("symbol missing"), "{out}");
+
+    // The plan says so, and names no probe for it.
+    let (code, plan, err) = run_tracer(
+        &["plan", "--exe", bin.to_str().unwrap(), "--events"],
+        Duration::from_secs(60),
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(!plan.contains("go_select"), "{plan}");
+    assert!(!plan.contains("missing"), "{plan}");
+    assert!(plan.contains("not linked in: runtime.selectgo"), "{plan}");
+    // A program with a select has it, probed (the name is still right).
+    let bin = build_fixture("scenarios", Go::Default, &[]);
+    let (code, plan, err) = run_tracer(
+        &["plan", "--exe", bin.to_str().unwrap(), "--events"],
+        Duration::from_secs(60),
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(plan.contains("go_select"), "{plan}");
+    assert!(!plan.contains("not linked in"), "{plan}");
 }

@@ -25,6 +25,11 @@ pub const PROBED_FUNCS: &[(&str, &[&str])] = &[
     ),
 ];
 
+/// Keys of [`PROBED_FUNCS`] that the linker keeps only in programs that call
+/// them (a program without a select of two cases or more has no
+/// `runtime.selectgo`): absent, they are unused, nothing to probe, not missing.
+pub const LINKED_IF_USED: &[&str] = &["selectgo", "chansend", "chanrecv", "lockSlow"];
+
 const DATA_SYMBOLS: &[&str] = &[
     "runtime.allgs",
     "runtime.allglen",
@@ -103,6 +108,9 @@ pub struct TargetInfo {
     pub wait_reasons: Vec<std::sync::Arc<str>>,
     /// Symbols or offsets that were looked for and not found.
     pub missing: Vec<String>,
+    /// Probed functions the program does not contain because it never calls
+    /// them ([`LINKED_IF_USED`]): (key, symbol).
+    pub unused: Vec<(String, String)>,
     lines: Option<Lines>,
     binary: Binary,
     /// Run-time minus link-time addresses, once learned (see `load_bias`).
@@ -136,6 +144,7 @@ impl TargetInfo {
         }
         let pie = binary.is_pie();
         let mut missing = Vec::new();
+        let mut unused = Vec::new();
 
         let mut wanted: Vec<&str> = DATA_SYMBOLS.to_vec();
         for (_, alts) in PROBED_FUNCS {
@@ -154,7 +163,11 @@ impl TargetInfo {
         let mut funcs = HashMap::new();
         for (key, alts) in PROBED_FUNCS {
             let Some((name, sym)) = alts.iter().find_map(|n| syms.get(*n).map(|s| (*n, *s))) else {
-                missing.push(alts.join(" | "));
+                if LINKED_IF_USED.contains(key) {
+                    unused.push((key.to_string(), alts.join(" | ")));
+                } else {
+                    missing.push(alts.join(" | "));
+                }
                 continue;
             };
             let code = binary
@@ -230,6 +243,7 @@ impl TargetInfo {
             offsets,
             wait_reasons,
             missing,
+            unused,
             lines,
             binary,
             bias: std::sync::OnceLock::new(),
