@@ -25,6 +25,9 @@ pub fn tracer_bin() -> PathBuf {
 pub enum Go {
     Default,
     Oldest,
+    /// The newest Go the tests know (`_Gleaked` goroutines, the `goroutineleak`
+    /// profile without an experiment).
+    Newest,
 }
 
 impl Go {
@@ -32,6 +35,7 @@ impl Go {
         match self {
             Go::Default => env_path("TRACER_GO"),
             Go::Oldest => env_path("TRACER_GO_OLDEST"),
+            Go::Newest => env_path("TRACER_GO_NEWEST"),
         }
     }
 
@@ -39,6 +43,7 @@ impl Go {
         match self {
             Go::Default => "default",
             Go::Oldest => "oldest",
+            Go::Newest => "newest",
         }
     }
 }

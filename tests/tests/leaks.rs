@@ -274,3 +274,65 @@ fn workers_woken_at_shutdown_are_not_parked_at_exit_when_sampled() {
     assert!(on < 0.5, "park probes on {on} of the time: {out}");
     assert_eq!(summary(&out)["probe_hits"]["exiting"], 1, "{out}");
 }
+
+#[test]
+fn goroutines_the_go_gc_proved_leaked_are_reported_as_leaked() {
+    // The fixture takes its own goroutineleak profile (Go 1.27): its GC marks
+    // the goroutines blocked on channels nothing else can reach `_Gleaked`.
+    let bin = build_fixture("gcleak", Go::Newest, &[]);
+    let mut fixture = start_fixture(&bin, &[]);
+    let records = fixture.until_ready();
+    let pid = fixture.pid().to_string();
+    let idle: Vec<u64> = records
+        .iter()
+        .filter(|r| r.kind == "idle")
+        .map(|r| r.u64("goid"))
+        .collect();
+    assert_eq!(idle.len(), 1, "{records:?}");
+    for mode in ["snapshot", "watch", "parks"] {
+        let mut args = vec![
+            "attach",
+            &pid,
+            "--format",
+            "json",
+            "--mode",
+            mode,
+            "--park-threshold",
+            "1h",
+            "--fail-on",
+            "leak",
+        ];
+        if mode != "snapshot" {
+            args.extend(["--duration", "2s"]);
+        }
+        let (code, out, err) = run_tracer(&args, Duration::from_secs(60));
+        assert_eq!(code, 1, "{mode}: --fail-on leak must fail: {err}\n{out}");
+        // Exactly the goroutines Go's own dump shows as leaked.
+        let leaked = check_expectations(&records, &out, "leaked");
+        assert_eq!(finding_goids(&out, "leaked"), leaked, "{mode}\n{out}");
+        assert!(!leaked.contains(&idle[0]));
+        for f in goroutine_findings(&out) {
+            assert_eq!(f["rule"], "leaked", "{mode}: {f}");
+            assert_eq!(f["gc_proved_leak"], true, "{mode}: {f}");
+        }
+    }
+    // The text report words it as Go's dump does.
+    let (code, out, err) = run_tracer(
+        &[
+            "attach",
+            &pid,
+            "--mode",
+            "snapshot",
+            "--park-threshold",
+            "1h",
+        ],
+        Duration::from_secs(60),
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("[chan send (leaked), "), "{out}");
+    assert!(
+        out.contains("— rule leaked (proved unreachable by the Go GC)"),
+        "{out}"
+    );
+    assert!(fixture.alive());
+}

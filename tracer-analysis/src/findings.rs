@@ -23,16 +23,25 @@ pub enum Rule {
     ParkedAtExit,
     /// A group of like goroutines kept growing over the leak window.
     Growing,
+    /// The Go GC proved the goroutine unreachable (`_Gleaked`): it can never
+    /// run again.
+    Leaked,
 }
 
 impl Rule {
-    pub const ALL: [Rule; 3] = [Rule::LongParked, Rule::ParkedAtExit, Rule::Growing];
+    pub const ALL: [Rule; 4] = [
+        Rule::LongParked,
+        Rule::ParkedAtExit,
+        Rule::Growing,
+        Rule::Leaked,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
             Rule::LongParked => "long_parked",
             Rule::ParkedAtExit => "parked_at_exit",
             Rule::Growing => "growing",
+            Rule::Leaked => "leaked",
         }
     }
 }
@@ -61,6 +70,9 @@ pub struct GoroutineFinding {
     pub parent_goid: Option<u64>,
     /// The first frame of user code, where the goroutine is blocked.
     pub site: Frame,
+    /// The Go GC proved the goroutine unreachable (Go's `_Gleaked`, shown as
+    /// `(leaked)` in its dumps): nothing can ever wake it, whatever the rule.
+    pub gc_proved_leak: bool,
 }
 
 impl GoroutineFinding {
@@ -78,6 +90,7 @@ impl GoroutineFinding {
             created_by: p.created_by.clone(),
             parent_goid: p.parent_goid,
             site: goroutine.site().clone(),
+            gc_proved_leak: goroutine.leaked,
         }
     }
 }
@@ -332,6 +345,7 @@ mod tests {
             created_by: Some(Frame::new("main.main", "/src/main.go", creator)),
             parent_goid: Some(1),
             site: Frame::new("main.send", "/src/main.go", line),
+            gc_proved_leak: false,
         }
     }
 
