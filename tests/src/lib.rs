@@ -25,6 +25,9 @@ pub fn tracer_bin() -> PathBuf {
 pub enum Go {
     Default,
     Oldest,
+    /// The newest Go the tests know (`_Gleaked` goroutines, the `goroutineleak`
+    /// profile without an experiment).
+    Newest,
 }
 
 impl Go {
@@ -32,6 +35,7 @@ impl Go {
         match self {
             Go::Default => env_path("TRACER_GO"),
             Go::Oldest => env_path("TRACER_GO_OLDEST"),
+            Go::Newest => env_path("TRACER_GO_NEWEST"),
         }
     }
 
@@ -39,6 +43,7 @@ impl Go {
         match self {
             Go::Default => "default",
             Go::Oldest => "oldest",
+            Go::Newest => "newest",
         }
     }
 }
@@ -49,6 +54,11 @@ fn fixtures_dir() -> PathBuf {
 
 /// Builds `tests/fixtures/<name>` once per Go version and flag set per test run.
 pub fn build_fixture(name: &str, go: Go, extra: &[&str]) -> PathBuf {
+    build_fixture_env(name, go, extra, &[])
+}
+
+/// [`build_fixture`] with environment variables for `go build` (`CGO_ENABLED`).
+pub fn build_fixture_env(name: &str, go: Go, extra: &[&str], env: &[(&str, &str)]) -> PathBuf {
     static LOCK: OnceLock<Mutex<()>> = OnceLock::new();
     let _guard = LOCK
         .get_or_init(|| Mutex::new(()))
@@ -56,7 +66,11 @@ pub fn build_fixture(name: &str, go: Go, extra: &[&str]) -> PathBuf {
         .unwrap_or_else(|e| e.into_inner());
     let out_dir = env_path("TRACER_BUILD_DIR").join(go.tag());
     std::fs::create_dir_all(&out_dir).expect("creating the fixture build dir");
-    let suffix = extra.join("").replace(['-', '=', ' ', '/'], "");
+    let mut suffix = extra.join("");
+    for (k, v) in env {
+        suffix.push_str(&format!("{k}{v}"));
+    }
+    let suffix = suffix.replace(['-', '=', ' ', '/'], "");
     let out = out_dir.join(format!("{name}{suffix}"));
     let status = Command::new(go.bin())
         .arg("build")
@@ -68,6 +82,7 @@ pub fn build_fixture(name: &str, go: Go, extra: &[&str]) -> PathBuf {
         .env("GOTOOLCHAIN", "local")
         .env("GOFLAGS", "-mod=mod")
         .env("GOPROXY", "off")
+        .envs(env.iter().copied())
         .status()
         .expect("running go build");
     assert!(status.success(), "go build of fixture {name} failed");
@@ -259,6 +274,83 @@ pub fn finish(cmd: &mut Command, limit: Duration) -> (i32, String, String) {
         String::from_utf8_lossy(&out.stdout).into_owned(),
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
+}
+
+/// The `goroutine` findings of a JSON report.
+pub fn goroutine_findings(out: &str) -> Vec<serde_json::Value> {
+    json_lines(out)
+        .into_iter()
+        .filter(|v| v["kind"] == "goroutine")
+        .collect()
+}
+
+/// The protocol records among the lines of `tracer run`'s output (the program's
+/// own stdout, next to the tracer's JSON).
+pub fn program_records(out: &str) -> Vec<Record> {
+    out.lines()
+        .filter(|l| !l.starts_with('{'))
+        .map(parse_record)
+        .collect()
+}
+
+/// Asserts a finding for each `expect` record (other than `growing`) with the
+/// given rule, as the fixture's own Go described the goroutine: wait reason,
+/// blocking function, file and line, start function, creator, object. Returns
+/// the goids checked.
+pub fn check_expectations(records: &[Record], out: &str, rule: &str) -> Vec<u64> {
+    let findings = goroutine_findings(out);
+    let mut checked = Vec::new();
+    for e in records
+        .iter()
+        .filter(|r| r.kind == "expect" && r.get("rule") != "growing")
+    {
+        let goid = e.u64("goid");
+        let f = findings
+            .iter()
+            .find(|f| f["goid"].as_u64() == Some(goid) && f["rule"] == rule)
+            .unwrap_or_else(|| panic!("no {rule} finding for {e:?}\n{out}"));
+        let ctx = format!("{e:?} vs {f}");
+        assert_eq!(f["wait_reason"], e.get("wait"), "{ctx}");
+        assert_eq!(f["site"]["line"].as_u64(), Some(e.u64("line")), "{ctx}");
+        assert!(
+            f["site"]["file"].as_str().unwrap().ends_with(e.get("file")),
+            "{ctx}"
+        );
+        assert_eq!(f["site"]["function"], e.get("func"), "{ctx}");
+        // The stack reads as Go's dump does: gopark on top, each frame once (a probe
+        // on gopark's call sites walks from the call, not from gopark).
+        let frames = f["frames"].as_array().expect("frames");
+        assert_eq!(frames[0]["function"], "runtime.gopark", "{ctx}");
+        assert!(frames.windows(2).all(|w| w[0] != w[1]), "{ctx}");
+        assert_eq!(f["start_function"], e.get("start"), "{ctx}");
+        assert_eq!(f["created_by"]["function"], e.get("creator"), "{ctx}");
+        match e.get("object") {
+            "nil" => assert_eq!(f["object"]["kind"], "nil_channel", "{ctx}"),
+            o if o.starts_with("chan:") => {
+                let addr = u64::from_str_radix(o.trim_start_matches("chan:0x"), 16).unwrap();
+                assert_eq!(f["object"]["kind"], "channel", "{ctx}");
+                assert_eq!(f["object"]["addr"].as_u64(), Some(addr), "{ctx}");
+            }
+            _ => {}
+        }
+        checked.push(goid);
+    }
+    assert!(!checked.is_empty(), "fixture announced nothing");
+    checked.sort_unstable();
+    checked
+}
+
+/// The goids of the findings of one rule, sorted, each once (a finding streamed
+/// as it fired is in the final report again).
+pub fn finding_goids(out: &str, rule: &str) -> Vec<u64> {
+    let mut goids: Vec<u64> = goroutine_findings(out)
+        .iter()
+        .filter(|f| f["rule"] == rule)
+        .filter_map(|f| f["goid"].as_u64())
+        .collect();
+    goids.sort_unstable();
+    goids.dedup();
+    goids
 }
 
 /// JSON lines of an output, skipping anything that is not JSON.

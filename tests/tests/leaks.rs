@@ -3,54 +3,6 @@
 use std::time::Duration;
 use tracer_tests::*;
 
-fn goroutine_findings(out: &str) -> Vec<serde_json::Value> {
-    json_lines(out)
-        .into_iter()
-        .filter(|v| v["kind"] == "goroutine")
-        .collect()
-}
-
-/// Asserts a finding for each `expect` record with the given rule.
-fn check_expectations(records: &[Record], out: &str, rule: &str) {
-    let findings = goroutine_findings(out);
-    let mut checked = 0;
-    for e in records
-        .iter()
-        .filter(|r| r.kind == "expect" && r.get("rule") != "growing")
-    {
-        let goid = e.u64("goid");
-        let f = findings
-            .iter()
-            .find(|f| f["goid"].as_u64() == Some(goid) && f["rule"] == rule)
-            .unwrap_or_else(|| panic!("no {rule} finding for {e:?}\n{out}"));
-        let ctx = format!("{e:?} vs {f}");
-        assert_eq!(f["wait_reason"], e.get("wait"), "{ctx}");
-        assert_eq!(f["site"]["line"].as_u64(), Some(e.u64("line")), "{ctx}");
-        assert!(
-            f["site"]["file"].as_str().unwrap().ends_with(e.get("file")),
-            "{ctx}"
-        );
-        assert_eq!(f["site"]["function"], e.get("func"), "{ctx}");
-        // The stack reads as Go's dump does: gopark on top, each frame once (a probe
-        // on gopark's call sites walks from the call, not from gopark).
-        let frames = f["frames"].as_array().expect("frames");
-        assert_eq!(frames[0]["function"], "runtime.gopark", "{ctx}");
-        assert!(frames.windows(2).all(|w| w[0] != w[1]), "{ctx}");
-        assert_eq!(f["created_by"]["function"], e.get("creator"), "{ctx}");
-        match e.get("object") {
-            "nil" => assert_eq!(f["object"]["kind"], "nil_channel", "{ctx}"),
-            o if o.starts_with("chan:") => {
-                let addr = u64::from_str_radix(o.trim_start_matches("chan:0x"), 16).unwrap();
-                assert_eq!(f["object"]["kind"], "channel", "{ctx}");
-                assert_eq!(f["object"]["addr"].as_u64(), Some(addr), "{ctx}");
-            }
-            _ => {}
-        }
-        checked += 1;
-    }
-    assert!(checked > 0, "fixture announced nothing");
-}
-
 fn summary(out: &str) -> serde_json::Value {
     json_line(out, "summary")
 }
@@ -190,12 +142,7 @@ fn scenarios_reported_parked_at_exit_in_run_mode() {
         Duration::from_secs(60),
     );
     assert_eq!(code, 1, "--fail-on leak must fail: {err}");
-    let records: Vec<Record> = out
-        .lines()
-        .filter(|l| !l.starts_with('{'))
-        .map(parse_record)
-        .collect();
-    check_expectations(&records, &out, "parked_at_exit");
+    check_expectations(&program_records(&out), &out, "parked_at_exit");
 }
 
 #[test]
@@ -213,12 +160,7 @@ fn early_leak_is_caught_in_run_mode() {
         Duration::from_secs(60),
     );
     assert_eq!(code, 0, "{err}");
-    let records: Vec<Record> = out
-        .lines()
-        .filter(|l| !l.starts_with('{'))
-        .map(parse_record)
-        .collect();
-    check_expectations(&records, &out, "parked_at_exit");
+    check_expectations(&program_records(&out), &out, "parked_at_exit");
 }
 
 #[test]
@@ -345,4 +287,67 @@ fn workers_woken_at_shutdown_are_not_parked_at_exit_when_sampled() {
     let on = budget_line(&out)["park_probes_on"].as_f64().unwrap();
     assert!(on < 0.5, "park probes on {on} of the time: {out}");
     assert_eq!(summary(&out)["probe_hits"]["exiting"], 1, "{out}");
+}
+
+#[test]
+fn goroutines_the_go_gc_proved_leaked_are_reported_as_leaked() {
+    // The fixture takes its own goroutineleak profile (Go 1.27): its GC marks
+    // the goroutines blocked on channels nothing else can reach `_Gleaked`.
+    let bin = build_fixture("gcleak", Go::Newest, &[]);
+    let mut fixture = start_fixture(&bin, &[]);
+    let records = fixture.until_ready();
+    let pid = fixture.pid().to_string();
+    let idle: Vec<u64> = records
+        .iter()
+        .filter(|r| r.kind == "idle")
+        .map(|r| r.u64("goid"))
+        .collect();
+    assert_eq!(idle.len(), 1, "{records:?}");
+    for mode in ["snapshot", "watch", "parks"] {
+        let mut args = vec![
+            "attach",
+            &pid,
+            "--format",
+            "json",
+            "--verbose",
+            "--mode",
+            mode,
+            "--park-threshold",
+            "1h",
+            "--fail-on",
+            "leak",
+        ];
+        if mode != "snapshot" {
+            args.extend(["--duration", "2s"]);
+        }
+        let (code, out, err) = run_tracer(&args, Duration::from_secs(60));
+        assert_eq!(code, 1, "{mode}: --fail-on leak must fail: {err}\n{out}");
+        // Exactly the goroutines Go's own dump shows as leaked.
+        let leaked = check_expectations(&records, &out, "leaked");
+        assert_eq!(finding_goids(&out, "leaked"), leaked, "{mode}\n{out}");
+        assert!(!leaked.contains(&idle[0]));
+        for f in goroutine_findings(&out) {
+            assert_eq!(f["rule"], "leaked", "{mode}: {f}");
+            assert_eq!(f["gc_proved_leak"], true, "{mode}: {f}");
+        }
+    }
+    // The text report words it as Go's dump does.
+    let (code, out, err) = run_tracer(
+        &[
+            "attach",
+            &pid,
+            "--mode",
+            "snapshot",
+            "--park-threshold",
+            "1h",
+        ],
+        Duration::from_secs(60),
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("[chan send (leaked), "), "{out}");
+    assert!(
+        out.contains("— rule leaked (proved unreachable by the Go GC)"),
+        "{out}"
+    );
+    assert!(fixture.alive());
 }

@@ -59,6 +59,9 @@ impl Analyzer {
         goroutines.extend(detect::parked_at_exit_except(&self.model, |goid| {
             announced.contains(&(Rule::ParkedAtExit, goid))
         }));
+        goroutines.extend(detect::leaked_except(&self.model, now_ns, |goid| {
+            announced.contains(&(Rule::Leaked, goid))
+        }));
         let announced_groups = &self.announced_groups;
         let groups = self
             .growing
@@ -97,6 +100,7 @@ impl Analyzer {
         let mut goroutines =
             detect::long_parked(&self.model, now_ns, self.config.park_threshold_ns());
         goroutines.extend(detect::parked_at_exit(&self.model));
+        goroutines.extend(detect::leaked(&self.model, now_ns));
         let groups = self.growing.findings(&self.model, now_ns);
         let mut findings = Findings { goroutines, groups };
         findings.sort();

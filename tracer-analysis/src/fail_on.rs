@@ -11,7 +11,7 @@ use crate::findings::{Findings, Rule};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum FailOn {
     /// Any goroutine the tracer would call stuck or leaked: `parked_at_exit`,
-    /// `growing` or `long_parked`.
+    /// `growing`, `long_parked` or `leaked`.
     Leak,
     /// Only goroutines parked past the threshold.
     LongParked,
@@ -22,7 +22,10 @@ pub enum FailOn {
 impl FailOn {
     pub fn matches(self, rule: Rule) -> bool {
         match self {
-            FailOn::Leak => matches!(rule, Rule::ParkedAtExit | Rule::Growing | Rule::LongParked),
+            FailOn::Leak => matches!(
+                rule,
+                Rule::ParkedAtExit | Rule::Growing | Rule::LongParked | Rule::Leaked
+            ),
             FailOn::LongParked => rule == Rule::LongParked,
             FailOn::Any => true,
         }
@@ -91,6 +94,7 @@ mod tests {
                 parent_goid: None,
                 site,
                 test: None,
+                gc_proved_leak: rule == Rule::Leaked,
             }],
             groups: vec![],
         }
@@ -115,6 +119,11 @@ mod tests {
     fn matches_rules() {
         assert!(should_fail(&with_rule(Rule::ParkedAtExit), &[FailOn::Leak]));
         assert!(should_fail(&with_rule(Rule::LongParked), &[FailOn::Leak]));
+        assert!(should_fail(&with_rule(Rule::Leaked), &[FailOn::Leak]));
+        assert!(!should_fail(
+            &with_rule(Rule::Leaked),
+            &[FailOn::LongParked]
+        ));
         assert!(!should_fail(
             &with_rule(Rule::ParkedAtExit),
             &[FailOn::LongParked]

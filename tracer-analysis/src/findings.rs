@@ -23,16 +23,25 @@ pub enum Rule {
     ParkedAtExit,
     /// A group of like goroutines kept growing over the leak window.
     Growing,
+    /// The Go GC proved the goroutine unreachable (`_Gleaked`): it can never
+    /// run again.
+    Leaked,
 }
 
 impl Rule {
-    pub const ALL: [Rule; 3] = [Rule::LongParked, Rule::ParkedAtExit, Rule::Growing];
+    pub const ALL: [Rule; 4] = [
+        Rule::LongParked,
+        Rule::ParkedAtExit,
+        Rule::Growing,
+        Rule::Leaked,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
             Rule::LongParked => "long_parked",
             Rule::ParkedAtExit => "parked_at_exit",
             Rule::Growing => "growing",
+            Rule::Leaked => "leaked",
         }
     }
 }
@@ -66,6 +75,9 @@ pub struct GoroutineFinding {
     /// goleak's per-test verdict.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub test: Option<String>,
+    /// The Go GC proved the goroutine unreachable (Go's `_Gleaked`, shown as
+    /// `(leaked)` in its dumps): nothing can ever wake it, whatever the rule.
+    pub gc_proved_leak: bool,
 }
 
 /// The test a function belongs to: `TestLeak` for `pkg.TestLeak.func1`,
@@ -103,6 +115,7 @@ impl GoroutineFinding {
             parent_goid: p.parent_goid,
             site: goroutine.site().clone(),
             test: p.created_by.as_ref().and_then(|c| test_of(&c.function)),
+            gc_proved_leak: goroutine.leaked,
         }
     }
 }
@@ -369,6 +382,7 @@ mod tests {
             parent_goid: Some(1),
             site: Frame::new("main.send", "/src/main.go", line),
             test: None,
+            gc_proved_leak: false,
         }
     }
 

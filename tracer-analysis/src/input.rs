@@ -155,6 +155,13 @@ pub enum Input {
         ts_ns: u64,
         goid: u64,
     },
+    /// The Go GC proved these parked goroutines unreachable (`_Gleaked`, when the
+    /// `goroutineleak` profile was taken): nothing can ever wake them. Marks
+    /// their current park; a goroutine not known to be parked is skipped.
+    Leaked {
+        ts_ns: u64,
+        goids: Vec<u64>,
+    },
     /// Target process exited (run mode): every goroutine still parked is "parked
     /// at exit".
     TargetExit {
@@ -170,6 +177,7 @@ impl Input {
             | Input::Park { ts_ns, .. }
             | Input::Ready { ts_ns, .. }
             | Input::Exit { ts_ns, .. }
+            | Input::Leaked { ts_ns, .. }
             | Input::TargetExit { ts_ns } => *ts_ns,
         }
     }

@@ -124,6 +124,9 @@ pub struct LockSiteInfo {
     /// 1: count the hit only when ZF is set (TryLock succeeded).
     pub if_zf: u32,
     pub _pad: u32,
+    /// Return addresses to skip ([`MAX_IGNORED_CALLERS`]), each minus the probed
+    /// instruction's address: the same at run time as at link time, PIE or not.
+    /// 0 ends the list.
     pub ignore_callers: [u64; MAX_IGNORED_CALLERS],
 }
 

@@ -555,7 +555,9 @@ pub fn go_lock(ctx: ProbeContext) -> u32 {
         return 0;
     }
     if info.ignore_callers[0] != 0 {
-        let ret = read_u64(r.rsp);
+        // Relative to the probe (the kernel sets rip to the probed address), so
+        // the same in a PIE wherever it is loaded.
+        let ret = read_u64(r.rsp).wrapping_sub(r.rip);
         for c in info.ignore_callers {
             if c != 0 && c == ret {
                 return 0;

@@ -90,3 +90,35 @@ pub fn calls_to(bin: &Binary, callee: u64) -> Vec<CallSite> {
     }
     out
 }
+
+/// Return addresses of the direct calls the function containing `pc` makes to
+/// the function named `callee` (by its `.gopclntab` name, which a stripped
+/// binary keeps), in address order. `gopark`'s one call to `runtime.mcall` is
+/// where every parked goroutine stopped: its saved PC is that return address.
+pub fn returns_from_calls(bin: &Binary, pc: u64, callee: &str) -> Vec<u64> {
+    let Ok(file) = bin.object() else {
+        return Vec::new();
+    };
+    let Ok(pcln) = Pclntab::from_elf(&file) else {
+        return Vec::new();
+    };
+    let Some(f) = pcln.func_at(pc) else {
+        return Vec::new();
+    };
+    let Some(body) = bin.bytes_at(f.entry, (f.end - f.entry) as usize) else {
+        return Vec::new();
+    };
+    let mut dec = Decoder::with_ip(64, body, f.entry, DecoderOptions::NONE);
+    let mut out = Vec::new();
+    for insn in &mut dec {
+        let call = insn.flow_control() == FlowControl::Call
+            && insn.op0_kind() == OpKind::NearBranch64
+            && pcln
+                .func_at(insn.near_branch64())
+                .is_some_and(|t| t.name == callee);
+        if call {
+            out.push(insn.next_ip());
+        }
+    }
+    out
+}

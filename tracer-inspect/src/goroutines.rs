@@ -9,6 +9,12 @@ use crate::target::TargetInfo;
 /// `_Gwaiting`; the `_Gscan` bit (0x1000) may be set while the GC looks at it.
 const G_WAITING: u32 = 4;
 const G_DEAD: u32 = 6;
+/// `_Gleaked` (Go 1.26 with `GOEXPERIMENT=goroutineleakprofile`, Go 1.27): a
+/// waiting goroutine the GC proved unreachable when the `goroutineleak` profile
+/// was taken. It never runs again. Unused before Go 1.26.
+const G_LEAKED: u32 = 10;
+/// `_Gdeadextra` (Go 1.26): a dead g kept for an extra M (cgo callbacks).
+const G_DEAD_EXTRA: u32 = 11;
 const G_SCAN: u32 = 0x1000;
 const MAX_FRAMES: usize = 64;
 /// How much of a parked goroutine's stack is copied in one read for the frame walk.
@@ -28,8 +34,8 @@ pub struct RawGoroutine {
     pub gopc: u64,
     pub startpc: u64,
     pub parent_goid: u64,
-    /// Run-time PCs of the parked stack, innermost first (return addresses after the
-    /// first).
+    /// Run-time PCs of the parked stack, innermost first, all return addresses:
+    /// the first, `g.sched.pc`, is where gopark's call to `mcall` returns.
     pub pcs: Vec<u64>,
     /// For channel waits: the channel of the first sudog (`g.waiting.c`).
     pub waiting_chan: u64,
@@ -43,9 +49,19 @@ pub struct RawGoroutine {
 }
 
 impl RawGoroutine {
+    /// Parked: waiting, or leaked (waiting for good, as the GC proved).
     pub fn is_waiting(&self) -> bool {
-        self.status & !G_SCAN == G_WAITING
+        parked_status(self.status)
     }
+
+    /// The GC proved it can never be woken (`_Gleaked`).
+    pub fn is_leaked(&self) -> bool {
+        self.status & !G_SCAN == G_LEAKED
+    }
+}
+
+fn parked_status(status: u32) -> bool {
+    matches!(status & !G_SCAN, G_WAITING | G_LEAKED)
 }
 
 #[derive(Debug, Default)]
@@ -70,7 +86,9 @@ pub fn snapshot_with(
     mem: &Memory,
     known: impl Fn(&RawGoroutine) -> bool,
 ) -> Option<Snapshot> {
-    let bias = target.load_bias();
+    // A PIE's data moves with its load bias, unknown until it runs (`tracer
+    // run`'s child before its exec): nothing to read yet.
+    let bias = target.load_bias()?;
     let allgs = target.data.get("runtime.allgs")?;
     let off = |n: &str| target.offsets.get(n);
     let goid_off = off("runtime.g.goid")?;
@@ -127,7 +145,7 @@ pub fn snapshot_with(
             let buf = &gbuf[k * g_size..(k + 1) * g_size];
             let status = le32(buf, status_off);
             let base_status = status & !G_SCAN;
-            if base_status == G_DEAD || base_status == 0 {
+            if matches!(base_status, G_DEAD | G_DEAD_EXTRA | 0) {
                 continue;
             }
             snap.live += 1;
@@ -203,7 +221,7 @@ pub fn snapshot_with(
             let buf = &gbuf[k * g_size..(k + 1) * g_size];
             if !again[k]
                 || le64(buf, goid_off) != raw.goid
-                || le32(buf, status_off) & !G_SCAN != G_WAITING
+                || !parked_status(le32(buf, status_off))
                 || (fields[11] != 0 && Some(buf[fields[11] as usize]) != raw.tracking_seq)
             {
                 snap.skipped += 1;

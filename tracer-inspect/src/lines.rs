@@ -13,6 +13,13 @@ pub struct SourceFrame {
     pub line: u32,
 }
 
+/// A file as Go prints it. Go's linker writes `DW_AT_comp_dir` as `.`, so the
+/// relative paths of a `-trimpath` build (`fixture/app/main.go`,
+/// `runtime/chan.go`) come out of the line table as `./fixture/app/main.go`.
+fn go_path(file: &str) -> &str {
+    file.strip_prefix("./").unwrap_or(file)
+}
+
 pub struct Lines {
     ctx: addr2line::Context<Reader>,
 }
@@ -38,7 +45,12 @@ impl Lines {
                 .unwrap_or_else(|| "?".into());
             let (file, line) = frame
                 .location
-                .map(|l| (Arc::from(l.file.unwrap_or("?")), l.line.unwrap_or(0)))
+                .map(|l| {
+                    (
+                        Arc::from(go_path(l.file.unwrap_or("?"))),
+                        l.line.unwrap_or(0),
+                    )
+                })
                 .unwrap_or_else(|| ("?".into(), 0));
             out.push(SourceFrame {
                 function,
@@ -47,5 +59,21 @@ impl Lines {
             });
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::go_path;
+
+    #[test]
+    fn paths_print_as_go_prints_them() {
+        assert_eq!(go_path("./runtime/chan.go"), "runtime/chan.go");
+        assert_eq!(go_path("./fixture/app/main.go"), "fixture/app/main.go");
+        assert_eq!(
+            go_path("/usr/lib/go/src/runtime/chan.go"),
+            "/usr/lib/go/src/runtime/chan.go"
+        );
+        assert_eq!(go_path("?"), "?");
     }
 }

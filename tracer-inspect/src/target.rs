@@ -27,6 +27,11 @@ pub const PROBED_FUNCS: &[(&str, &[&str])] = &[
     ),
 ];
 
+/// Keys of [`PROBED_FUNCS`] that the linker keeps only in programs that call
+/// them (a program without a select of two cases or more has no
+/// `runtime.selectgo`): absent, they are unused, nothing to probe, not missing.
+pub const LINKED_IF_USED: &[&str] = &["selectgo", "chansend", "chanrecv", "lockSlow"];
+
 const DATA_SYMBOLS: &[&str] = &[
     "runtime.allgs",
     "runtime.allglen",
@@ -92,6 +97,8 @@ impl StructOffsets {
 }
 
 pub struct TargetInfo {
+    /// The process the target runs as: given at inspection (attach), or once
+    /// started ([`TargetInfo::with_pid`], `tracer run`).
     pub pid: Option<u32>,
     /// Path the executable is opened through (`/proc/PID/exe` in attach mode).
     pub exe: PathBuf,
@@ -103,10 +110,17 @@ pub struct TargetInfo {
     pub wait_reasons: Vec<std::sync::Arc<str>>,
     /// Symbols or offsets that were looked for and not found.
     pub missing: Vec<String>,
+    /// Probed functions the program does not contain because it never calls
+    /// them ([`LINKED_IF_USED`]): (key, symbol).
+    pub unused: Vec<(String, String)>,
     lines: Option<Lines>,
     /// Lines from the pclntab, when there is no DWARF.
     pcln_lines: Option<PclnLines>,
     binary: Binary,
+    /// Run-time minus link-time addresses, once learned (see `load_bias`).
+    bias: std::sync::OnceLock<u64>,
+    /// (device, inode) of the executable: how its process is recognised.
+    exe_id: Option<(u64, u64)>,
 }
 
 impl TargetInfo {
@@ -134,6 +148,7 @@ impl TargetInfo {
         }
         let pie = binary.is_pie();
         let mut missing = Vec::new();
+        let mut unused = Vec::new();
 
         let mut wanted: Vec<&str> = DATA_SYMBOLS.to_vec();
         for (_, alts) in PROBED_FUNCS {
@@ -155,7 +170,11 @@ impl TargetInfo {
         let mut funcs = HashMap::new();
         for (key, alts) in PROBED_FUNCS {
             let Some((name, sym)) = alts.iter().find_map(|n| syms.get(*n).map(|s| (*n, *s))) else {
-                missing.push(alts.join(" | "));
+                if LINKED_IF_USED.contains(key) {
+                    unused.push((key.to_string(), alts.join(" | ")));
+                } else {
+                    missing.push(alts.join(" | "));
+                }
                 continue;
             };
             let code = binary
@@ -251,10 +270,20 @@ impl TargetInfo {
             offsets,
             wait_reasons,
             missing,
+            unused,
             lines,
             pcln_lines,
             binary,
+            bias: std::sync::OnceLock::new(),
+            exe_id: file_id(exe),
         })
+    }
+
+    /// The process the target will run as (`tracer run`'s child, held before its
+    /// `exec`): a PIE's load bias is learned from it once it runs the executable.
+    pub fn with_pid(mut self, pid: u32) -> Self {
+        self.pid = Some(pid);
+        self
     }
 
     pub fn binary(&self) -> &Binary {
@@ -278,12 +307,25 @@ impl TargetInfo {
         }
     }
 
-    /// Run-time minus link-time addresses (non-zero only for PIE).
-    pub fn load_bias(&self) -> u64 {
-        match (self.pie, self.pid) {
-            (true, Some(pid)) => load_bias(&self.binary, pid).unwrap_or(0),
-            _ => 0,
+    /// Run-time minus link-time addresses: 0 for a fixed-address executable. A
+    /// PIE's is read from `/proc/PID/maps` once the process runs this executable
+    /// (`tracer run`'s child does only after its `exec`), then kept; `None`
+    /// until then.
+    pub fn load_bias(&self) -> Option<u64> {
+        if !self.pie {
+            return Some(0);
         }
+        if let Some(b) = self.bias.get() {
+            return Some(*b);
+        }
+        let pid = self.pid?;
+        let runs_it =
+            self.exe_id.is_some() && file_id(Path::new(&format!("/proc/{pid}/exe"))) == self.exe_id;
+        if !runs_it {
+            return None;
+        }
+        let b = load_bias(&self.binary, pid)?;
+        Some(*self.bias.get_or_init(|| b))
     }
 }
 
@@ -341,6 +383,12 @@ fn layout_for(
                 .join(", "),
         },
     })
+}
+
+/// (device, inode) of a file, following links.
+fn file_id(path: &Path) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt as _;
+    std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino()))
 }
 
 fn load_bias(bin: &Binary, pid: u32) -> Option<u64> {

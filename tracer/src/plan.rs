@@ -40,6 +40,9 @@ pub struct ProbePlan {
     pub globals: Vec<(&'static str, u64)>,
     /// Runtime functions that should have been probed but were not found.
     pub missing: Vec<String>,
+    /// Runtime functions a probe would go on that the program never calls, so
+    /// the linker left them out: nothing to probe.
+    pub unused: Vec<String>,
     /// Lock sites (locks mode).
     pub locks: Vec<LockProbe>,
 }
@@ -76,6 +79,7 @@ const PROBES: &[(&str, &str, Need)] = &[
 pub fn plan(target: &TargetInfo, mode: Mode, events: bool, stacks: bool) -> ProbePlan {
     let mut probes = Vec::new();
     let mut missing = Vec::new();
+    let mut unused = Vec::new();
     for (key, program, need) in PROBES {
         let wanted = match need {
             Need::Parks => matches!(mode, Mode::Parks | Mode::Locks),
@@ -86,7 +90,10 @@ pub fn plan(target: &TargetInfo, mode: Mode, events: bool, stacks: bool) -> Prob
             continue;
         }
         let Some(f) = target.funcs.get(*key) else {
-            missing.push(format!("runtime function for {key}"));
+            match target.unused.iter().find(|(k, _)| k == key) {
+                Some((_, symbol)) => unused.push(symbol.clone()),
+                None => missing.push(format!("runtime function for {key}")),
+            }
             continue;
         };
         if *key == "gopark" && !events {
@@ -132,6 +139,7 @@ pub fn plan(target: &TargetInfo, mode: Mode, events: bool, stacks: bool) -> Prob
         probes,
         globals,
         missing,
+        unused,
         locks,
     }
 }
@@ -214,7 +222,6 @@ fn lock_probes(target: &TargetInfo, missing: &mut Vec<String>) -> Vec<LockProbe>
         None => return Vec::new(),
     };
     missing.extend(scan.unresolved.iter().map(|u| format!("lock site: {u}")));
-    let bias = target.load_bias();
     let mut out = Vec::new();
     for site in &scan.sites {
         // An out-of-line TryLock whose result cannot be seen would add false holds.
@@ -252,8 +259,10 @@ fn lock_probes(target: &TargetInfo, missing: &mut Vec<String>) -> Vec<LockProbe>
             LockOp::TryRLock => lockop::TRY_RLOCK,
         };
         let mut ignore = [0u64; MAX_IGNORED_CALLERS];
+        // Relative to the probed instruction, whose run-time address the kernel
+        // has in `rip`: right in a PIE too, before its load address is known.
         for (slot, addr) in ignore.iter_mut().zip(&site.ignore_return_addrs) {
-            *slot = addr + bias;
+            *slot = addr.wrapping_sub(vaddr);
         }
         out.push(LockProbe {
             file_offset,
@@ -312,6 +321,12 @@ impl fmt::Display for ProbePlan {
         }
         for m in &self.missing {
             writeln!(f, "missing: {m}")?;
+        }
+        for u in &self.unused {
+            writeln!(
+                f,
+                "not linked in: {u} (the program never calls it: nothing to probe)"
+            )?;
         }
         Ok(())
     }

@@ -69,6 +69,8 @@ pub fn run(command: &[String], opts: TraceOpts) -> Result<u8> {
     }
     // SAFETY: closing our copy of the read end.
     unsafe { libc::close(read_fd) };
+    // Where a PIE is loaded is known once the child has exec'd it.
+    let target = target.with_pid(pid as u32);
     let mut child = Child {
         pid: pid as u32,
         start: Some(write_fd),

@@ -61,11 +61,14 @@ struct PrevPark {
     seq: Option<u8>,
     pc: u64,
     reason: u8,
+    /// The model was told the GC proved this park leaked.
+    leaked: bool,
 }
 
 impl PrevPark {
     /// Still in the same park: it has not run since (the runtime bumps
-    /// `trackingSeq` whenever a goroutine stops running).
+    /// `trackingSeq` whenever a goroutine stops running). A park the GC proved
+    /// leaked in between is the same park (`_Gwaiting` to `_Gleaked`).
     fn same_park(&self, g: &RawGoroutine) -> bool {
         self.seq.is_some()
             && g.tracking_seq == self.seq
@@ -717,6 +720,8 @@ impl<'t> Session<'t> {
         let total = snap.live;
         let mut alive = Vec::with_capacity(snap.goroutines.len());
         let mut still_parked = Vec::new();
+        // Parks the GC proved leaked since the model was last told.
+        let mut leaked = Vec::new();
         // Consumed as it goes: with 100,000 goroutines the raw copies and the model's
         // would otherwise be in memory together.
         for g in snap.goroutines.into_iter() {
@@ -731,7 +736,12 @@ impl<'t> Session<'t> {
             if let Some(p) = prev.get(&g.goid).filter(|p| p.same_park(&g)) {
                 // The same park as at the last read: nothing to walk or symbolize.
                 still_parked.push(g.goid);
-                self.prev_parks.insert(g.goid, *p);
+                let mut p = *p;
+                if g.is_leaked() && !p.leaked {
+                    p.leaked = true;
+                    leaked.push(g.goid);
+                }
+                self.prev_parks.insert(g.goid, p);
                 continue;
             }
             // The semaphore a sync wait sleeps on, announced by semacquire1 (probed
@@ -756,6 +766,9 @@ impl<'t> Session<'t> {
                     live.push(ev);
                 }
             }
+            if g.is_leaked() {
+                leaked.push(g.goid);
+            }
             if g.tracking_seq.is_some() {
                 self.prev_parks.insert(
                     g.goid,
@@ -763,6 +776,7 @@ impl<'t> Session<'t> {
                         seq: g.tracking_seq,
                         pc: g.sched_pc,
                         reason: g.wait_reason,
+                        leaked: g.is_leaked(),
                     },
                 );
             }
@@ -779,6 +793,12 @@ impl<'t> Session<'t> {
             alive: Some(alive),
             still_parked,
         });
+        if !leaked.is_empty() {
+            self.analyzer.apply(Input::Leaked {
+                ts_ns: now,
+                goids: leaked,
+            });
+        }
         self.last_snapshot = Some(now);
         self.snapshot_cost = started.elapsed();
         Some(n)

@@ -13,6 +13,9 @@ pub const BPF_LINKER_VERSION: &str = "0.13.0";
 pub const DEFAULT_GO: &str = "1.26.6";
 /// The oldest Go the tracer supports (register ABI); tests run against it too.
 pub const OLDEST_GO: &str = "1.21.13";
+/// The newest Go the tests run against: goroutines the GC proved leaked
+/// (`_Gleaked`, the `goroutineleak` profile without an experiment).
+pub const NEWEST_GO: &str = "1.27.3";
 
 pub fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))

@@ -1,6 +1,6 @@
 //! The tasks the README names, each a thin sequence of commands.
 use crate::build::{build, cargo, go_command};
-use crate::setup::{self, build_dir, go_bin, root, run, DEFAULT_GO, OLDEST_GO};
+use crate::setup::{self, build_dir, go_bin, root, run, DEFAULT_GO, NEWEST_GO, OLDEST_GO};
 use anyhow::{bail, Context as _, Result};
 use std::io::{BufRead as _, BufReader};
 use std::path::PathBuf;
@@ -55,7 +55,12 @@ pub fn demo(args: &[String]) -> Result<()> {
 /// supported Go version, and a one-iteration smoke run of the benchmark.
 pub fn test(args: &[String]) -> Result<()> {
     let start = Instant::now();
-    setup::setup(&["--go".into(), OLDEST_GO.into()])?;
+    setup::setup(&[
+        "--go".into(),
+        OLDEST_GO.into(),
+        "--go".into(),
+        NEWEST_GO.into(),
+    ])?;
     let tracer = build()?;
     run(cargo()
         .args(["test", "--release"])
@@ -63,6 +68,7 @@ pub fn test(args: &[String]) -> Result<()> {
         .env("TRACER_BIN", &tracer)
         .env("TRACER_GO", go_bin(DEFAULT_GO))
         .env("TRACER_GO_OLDEST", go_bin(OLDEST_GO))
+        .env("TRACER_GO_NEWEST", go_bin(NEWEST_GO))
         .env("TRACER_BUILD_DIR", build_dir().join("fixtures"))
         .env("GOCACHE", build_dir().join("gocache"))
         .env("GOPATH", build_dir().join("gopath")))?;

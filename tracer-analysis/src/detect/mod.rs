@@ -5,4 +5,6 @@ pub mod growing;
 pub mod parked;
 
 pub use growing::GrowingDetector;
-pub use parked::{long_parked, long_parked_except, parked_at_exit, parked_at_exit_except};
+pub use parked::{
+    leaked, leaked_except, long_parked, long_parked_except, parked_at_exit, parked_at_exit_except,
+};

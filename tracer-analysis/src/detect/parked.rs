@@ -1,6 +1,6 @@
-//! Rules about single goroutines: parked too long, or parked when the target
-//! exited. Both are plain functions of the model, so asking twice never
-//! double-reports.
+//! Rules about single goroutines: parked too long, parked when the target
+//! exited, or proved leaked by the Go GC. All are plain functions of the model,
+//! so asking twice never double-reports.
 
 use crate::findings::{GoroutineFinding, Rule};
 use crate::model::Model;
@@ -45,6 +45,26 @@ pub fn parked_at_exit_except(model: &Model, known: impl Fn(u64) -> bool) -> Vec<
         .collect()
 }
 
+/// Every reportable goroutine the Go GC proved unreachable (`_Gleaked`): it can
+/// never resume, whatever its age, with its age as of `now_ns`.
+pub fn leaked(model: &Model, now_ns: u64) -> Vec<GoroutineFinding> {
+    leaked_except(model, now_ns, |_| false)
+}
+
+/// [`leaked`] without the goids `known` already accounts for.
+pub fn leaked_except(
+    model: &Model,
+    now_ns: u64,
+    known: impl Fn(u64) -> bool,
+) -> Vec<GoroutineFinding> {
+    let now = model.clock(now_ns);
+    model
+        .parked()
+        .filter(|g| g.leaked && g.reportable() && !known(g.goid()))
+        .map(|g| GoroutineFinding::new(Rule::Leaked, g, now))
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -73,6 +93,36 @@ mod tests {
         m.apply(park(parked(5, 0, 42)));
         m.apply(ready(SECOND, 5, Some(SECOND)));
         assert!(long_parked(&m, 100 * SECOND, THRESHOLD).is_empty());
+    }
+
+    #[test]
+    fn leaked_fires_for_what_the_gc_proved_and_nothing_else() {
+        let mut m = Model::new(&Config::default());
+        m.apply(park(parked(5, SECOND, 42)));
+        m.apply(park(parked(6, SECOND, 43)));
+        m.apply(park(system(2, 0, "runtime.forcegchelper")));
+        assert!(leaked(&m, 2 * SECOND).is_empty());
+        m.apply(Input::Leaked {
+            ts_ns: 2 * SECOND,
+            goids: vec![5, 2, 99],
+        });
+        let found = leaked(&m, 3 * SECOND);
+        assert_eq!(
+            found.len(),
+            1,
+            "system goroutines and unknown goids are not"
+        );
+        assert_eq!((found[0].goid, found[0].rule), (5, Rule::Leaked));
+        assert!(found[0].gc_proved_leak);
+        assert_eq!(found[0].parked_ns, 2 * SECOND);
+        // Every rule of the goroutine says the GC proved it.
+        let long = long_parked(&m, 30 * SECOND, THRESHOLD);
+        let flags: Vec<(u64, bool)> = long.iter().map(|f| (f.goid, f.gc_proved_leak)).collect();
+        assert_eq!(flags, vec![(5, true), (6, false)]);
+        assert!(leaked_except(&m, 3 * SECOND, |g| g == 5).is_empty());
+        // A new park is a new park.
+        m.apply(park(parked(5, 4 * SECOND, 44)));
+        assert!(leaked(&m, 5 * SECOND).is_empty());
     }
 
     #[test]

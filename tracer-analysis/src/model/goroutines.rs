@@ -57,6 +57,8 @@ pub struct ParkedGoroutine {
     pub system: bool,
     /// Matched the caller's ignore list.
     pub ignored: bool,
+    /// The Go GC proved this park can never end (`_Gleaked`).
+    pub leaked: bool,
 }
 
 impl ParkedGoroutine {
@@ -168,6 +170,7 @@ impl Goroutines {
             group,
             system,
             ignored,
+            leaked: false,
         }));
         self.parked += 1;
         self.table.insert(
@@ -206,6 +209,18 @@ impl Goroutines {
         match self.table.get_mut(&goid) {
             Some(e) if matches!(e.state, State::Parked(_)) => {
                 e.last_ts = e.last_ts.max(ts_ns);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Marks the goroutine's current park as proved leaked by the Go GC. False
+    /// when it is not known to be parked.
+    pub fn mark_leaked(&mut self, goid: u64) -> bool {
+        match self.table.get_mut(&goid).map(|e| &mut e.state) {
+            Some(State::Parked(p)) => {
+                p.leaked = true;
                 true
             }
             _ => false,

@@ -89,6 +89,11 @@ impl Model {
                 self.stats.exits += 1;
                 self.goroutines.remove(goid);
             }
+            Input::Leaked { ts_ns: _, goids } => {
+                for goid in goids {
+                    self.goroutines.mark_leaked(goid);
+                }
+            }
             Input::TargetExit { ts_ns } => {
                 self.stats.target_exits += 1;
                 // The first exit is when the target's time stopped.

@@ -92,6 +92,7 @@ mod tests {
             parent_goid: Some(1),
             site: Frame::new("main.leakySend", "/src/app/main.go", 42),
             test: None,
+            gc_proved_leak: false,
         }
     }
 
@@ -174,6 +175,7 @@ mod tests {
                 "created_by",
                 "exact",
                 "frames",
+                "gc_proved_leak",
                 "goid",
                 "kind",
                 "object",
@@ -189,6 +191,7 @@ mod tests {
         assert_eq!(g["goid"], 42);
         assert_eq!(g["parked_ns"], 1_500_000_000u64);
         assert_eq!(g["exact"], true);
+        assert_eq!(g["gc_proved_leak"], false);
         assert_eq!(g["start_function"], "main.leakySend");
         assert_eq!(g["created_by"]["function"], "main.main");
         assert_eq!(g["created_by"]["line"], 17);

@@ -87,7 +87,7 @@ pub fn group_header(group: &GroupFinding) -> String {
         }
         _ => {
             format!(
-                "{} {} parked at {at} [{}] — rule {}, oldest {}",
+                "{} {} parked at {at} [{}] — rule {}{}, oldest {}",
                 group.count,
                 if group.count == 1 {
                     "goroutine"
@@ -96,6 +96,7 @@ pub fn group_header(group: &GroupFinding) -> String {
                 },
                 group.wait_reason,
                 group.rule,
+                rule_note(group.rule),
                 age(group.oldest_ns, group.example.exact),
             ) + &in_test(&group.example)
         }
@@ -105,13 +106,14 @@ pub fn group_header(group: &GroupFinding) -> String {
 /// A one-line account of a goroutine finding.
 pub fn goroutine_line(g: &GoroutineFinding) -> String {
     format!(
-        "goroutine {} [{}, {}] parked at {} in {} — rule {}{}",
+        "goroutine {} [{}, {}] parked at {} in {} — rule {}{}{}",
         g.goid,
-        g.wait_reason,
+        state(g),
         age(g.parked_ns, g.exact),
         location(&g.site),
         g.site.function,
         g.rule,
+        rule_note(g.rule),
         in_test(g),
     )
 }
@@ -123,13 +125,31 @@ fn in_test(g: &GoroutineFinding) -> String {
         .map_or(String::new(), |t| format!(" (test {t})"))
 }
 
+/// The wait reason as Go's dump prints it: `chan send (leaked)` for a goroutine
+/// its GC proved unreachable.
+fn state(g: &GoroutineFinding) -> String {
+    if g.gc_proved_leak {
+        format!("{} (leaked)", g.wait_reason)
+    } else {
+        g.wait_reason.to_string()
+    }
+}
+
+/// What a rule's name alone does not say.
+fn rule_note(rule: Rule) -> &'static str {
+    match rule {
+        Rule::Leaked => " (proved unreachable by the Go GC)",
+        _ => "",
+    }
+}
+
 /// A goroutine as a Go dump shows it, plus what it waits on.
 pub fn write_goroutine(g: &GoroutineFinding, out: &mut dyn Write) -> Result<(), ReportError> {
     writeln!(
         out,
         "goroutine {} [{}, {}]:",
         g.goid,
-        g.wait_reason,
+        state(g),
         age(g.parked_ns, g.exact)
     )?;
     for i in frames::go_dump_frames(&g.frames) {
@@ -318,6 +338,7 @@ mod tests {
             parent_goid: Some(1),
             site: Frame::new("main.leakySend", "/src/app/main.go", 42),
             test: None,
+            gc_proved_leak: false,
         }
     }
 
@@ -549,6 +570,24 @@ waiting on nil channel (blocks forever)
         assert_eq!(
             String::from_utf8(out).unwrap(),
             "goroutine 42 [chan send, 12s] parked at main.go:42 in main.leakySend — rule long_parked\n"
+        );
+    }
+
+    #[test]
+    fn leaked_goroutines_read_as_go_dumps_them() {
+        let mut g = leaky(42, 12_000_000_000);
+        g.rule = Rule::Leaked;
+        g.gc_proved_leak = true;
+        assert_eq!(
+            goroutine_line(&g),
+            "goroutine 42 [chan send (leaked), 12s] parked at main.go:42 in main.leakySend — rule leaked (proved unreachable by the Go GC)"
+        );
+        let mut out = Vec::new();
+        write_goroutine(&g, &mut out).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert!(
+            text.starts_with("goroutine 42 [chan send (leaked), 12s]:\n"),
+            "{text}"
         );
     }
 }

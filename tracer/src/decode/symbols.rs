@@ -31,9 +31,11 @@ pub fn pcs_key(pcs: &[u64]) -> u64 {
 /// stack map hashes identical stacks to one id, so a site is symbolized once).
 pub struct Symbolizer<'t> {
     target: &'t TargetInfo,
-    bias: u64,
-    /// Where the entry probe of gopark stands (run-time address; 0 if unknown).
+    /// Where the entry probe of gopark stands (link-time address; 0 if unknown).
     gopark_probe: u64,
+    /// Where every parked goroutine stopped: the return address of gopark's call
+    /// to `runtime.mcall` (link-time), its saved PC; 0 if not found.
+    park_pc: u64,
     cache: FastMap<(i64, u64), Vec<SourceFrame>>,
     /// Single PCs (`created by`, start functions): a handful of distinct ones,
     /// looked up for every park record.
@@ -42,14 +44,23 @@ pub struct Symbolizer<'t> {
 
 impl<'t> Symbolizer<'t> {
     pub fn new(target: &'t TargetInfo) -> Self {
-        let bias = target.load_bias();
         Self {
             target,
-            bias,
             gopark_probe: target
                 .funcs
                 .get("gopark")
-                .map_or(0, |f| f.vaddr + f.probe_offset + bias),
+                .map_or(0, |f| f.vaddr + f.probe_offset),
+            park_pc: target.funcs.get("gopark").map_or(0, |f| {
+                match tracer_inspect::callsites::returns_from_calls(
+                    target.binary(),
+                    f.vaddr,
+                    "runtime.mcall",
+                )[..]
+                {
+                    [one] => one,
+                    _ => 0,
+                }
+            }),
             cache: FastMap::default(),
             pcs: Default::default(),
         }
@@ -67,7 +78,14 @@ impl<'t> Symbolizer<'t> {
         if let Some(f) = self.cache.get(&(stack_id, caller)) {
             return f.clone();
         }
-        let mut pcs: Vec<u64> = Vec::with_capacity(ips.len() + 1);
+        // The PCs are run-time addresses: a PIE's cannot be looked up before its
+        // load bias is known (no record comes before its program runs).
+        let Some(bias) = self.target.load_bias() else {
+            return Vec::new();
+        };
+        // Link-time PCs, and whether each is a return address (it points after
+        // its call: the call itself is looked up, as Go's traceback does).
+        let mut pcs: Vec<(u64, bool)> = Vec::with_capacity(ips.len() + 1);
         let mut it = ips.iter();
         if let Some(&first) = it.next() {
             // A probe on a call to gopark walks from the call itself: gopark goes on
@@ -75,20 +93,29 @@ impl<'t> Symbolizer<'t> {
             let at_call = caller != 0
                 && self.gopark_probe != 0
                 && first == caller.wrapping_sub(tracer_inspect::callsites::CALL_REL32_LEN);
-            pcs.push(if at_call { self.gopark_probe } else { first });
+            let first = first.wrapping_sub(bias);
+            pcs.push(if at_call || (first == self.gopark_probe && first != 0) {
+                // The park as Go shows it: gopark where it stops, at its call to
+                // mcall, not where the probe caught it on the way.
+                match self.park_pc {
+                    0 => (self.gopark_probe, false),
+                    pc => (pc, true),
+                }
+            } else {
+                (first, false)
+            });
         }
-        let rest: Vec<u64> = it.copied().collect();
+        let rest: Vec<u64> = it.map(|pc| pc.wrapping_sub(bias)).collect();
         // Kernels since 6.14 add the return address themselves for a probe at a
         // function's entry; older ones miss it.
-        if caller != 0 && rest.first() != Some(&caller) {
-            pcs.push(caller);
+        let ret = caller.wrapping_sub(bias);
+        if caller != 0 && rest.first() != Some(&ret) {
+            pcs.push((ret, true));
         }
-        pcs.extend(rest);
+        pcs.extend(rest.into_iter().map(|pc| (pc, true)));
         let mut frames = Vec::new();
-        for (i, pc) in pcs.iter().enumerate() {
-            let pc = pc.wrapping_sub(self.bias);
-            // Return addresses point after the call: look up the call itself.
-            let lookup = if i == 0 { pc } else { pc.wrapping_sub(1) };
+        for (pc, ret) in pcs {
+            let lookup = if ret { pc.wrapping_sub(1) } else { pc };
             frames.extend(self.target.frames(lookup));
         }
         if stack_id >= 0 {
@@ -105,7 +132,8 @@ impl<'t> Symbolizer<'t> {
         if let Some(f) = self.pcs.borrow().get(&(pc, is_return_address)) {
             return f.clone();
         }
-        let rel = pc.wrapping_sub(self.bias);
+        let bias = self.target.load_bias()?;
+        let rel = pc.wrapping_sub(bias);
         let lookup = if is_return_address { rel - 1 } else { rel };
         let frame = self.target.frames(lookup).pop();
         let mut cache = self.pcs.borrow_mut();
@@ -119,18 +147,20 @@ impl<'t> Symbolizer<'t> {
         self.pc(pc, false).map(|f| f.function)
     }
 
-    /// Frames of a stack read from the target's memory (run-time PCs, return
-    /// addresses after the first).
+    /// Frames of a stack read from the target's memory: run-time PCs, each a
+    /// return address (the first is where gopark's call to mcall returns), so
+    /// each is looked up at its call, as Go's traceback does.
     pub fn pcs(&mut self, pcs: &[u64]) -> Vec<SourceFrame> {
         let key = pcs_key(pcs);
         if let Some(f) = self.cache.get(&(-2, key)) {
             return f.clone();
         }
+        let Some(bias) = self.target.load_bias() else {
+            return Vec::new();
+        };
         let mut frames = Vec::new();
-        for (i, pc) in pcs.iter().enumerate() {
-            let pc = pc.wrapping_sub(self.bias);
-            let lookup = if i == 0 { pc } else { pc.wrapping_sub(1) };
-            frames.extend(self.target.frames(lookup));
+        for pc in pcs {
+            frames.extend(self.target.frames(pc.wrapping_sub(bias).wrapping_sub(1)));
         }
         self.cache.insert((-2, key), frames.clone());
         frames
