@@ -59,6 +59,8 @@ pub struct BuildInfo {
     pub raw_version: String,
     /// Main module path (the `mod` line of the module info), if present.
     pub main_path: Option<String>,
+    /// Main module version (`v1.2.3`, or `(devel)` for a local build), if present.
+    pub main_version: Option<String>,
     /// Main package path (the `path` line of the module info), if present.
     /// For `go build` of a module root this equals `main_path`; for
     /// `go run file.go` it is `command-line-arguments`.
@@ -301,11 +303,12 @@ fn parse_at(image: &Image<'_>, addr: u64) -> Result<BuildInfo, BuildInfoError> {
     let version = parse_version(&raw_version).ok_or_else(|| {
         BuildInfoError::Malformed(format!("unrecognized Go version {raw_version:?}"))
     })?;
-    let (main_path, package_path) = parse_modinfo(&modinfo);
+    let (main_path, main_version, package_path) = parse_modinfo(&modinfo);
     Ok(BuildInfo {
         version,
         raw_version,
         main_path,
+        main_version,
         package_path,
     })
 }
@@ -337,16 +340,18 @@ fn uvarint(b: &[u8]) -> Option<(u64, usize)> {
     None
 }
 
-/// Returns (main module path, main package path) from the module info blob.
-fn parse_modinfo(modinfo: &[u8]) -> (Option<String>, Option<String>) {
+/// Returns (main module path, its version, main package path) from the module
+/// info blob.
+fn parse_modinfo(modinfo: &[u8]) -> (Option<String>, Option<String>, Option<String>) {
     // The blob is wrapped in two 16-byte binary sentinels; the one at the
     // end is preceded by a newline.
     let b = modinfo;
     if b.len() < 33 || b[b.len() - 17] != b'\n' {
-        return (None, None);
+        return (None, None, None);
     }
     let body = String::from_utf8_lossy(&b[16..b.len() - 16]);
     let mut main_path = None;
+    let mut main_version = None;
     let mut package_path = None;
     for line in body.lines() {
         let mut fields = line.split('\t');
@@ -360,11 +365,12 @@ fn parse_modinfo(modinfo: &[u8]) -> (Option<String>, Option<String>) {
                 if let Some(p) = fields.next().filter(|p| !p.is_empty()) {
                     main_path = Some(p.to_string());
                 }
+                main_version = fields.next().filter(|v| !v.is_empty()).map(str::to_string);
             }
             _ => {}
         }
     }
-    (main_path, package_path)
+    (main_path, main_version, package_path)
 }
 
 #[cfg(test)]

@@ -814,14 +814,18 @@ fn metric_labels(target: &TargetInfo, pid: u32) -> Vec<(String, String)> {
         ("executable".to_string(), exe.display().to_string()),
         ("go_version".to_string(), target.go_version.clone()),
     ];
-    let module = tracer_inspect::binary::Binary::open(&target.exe)
+    let info = tracer_inspect::binary::Binary::open(&target.exe)
         .ok()
-        .and_then(|b| {
-            let obj = b.object().ok()?;
-            tracer_inspect::buildinfo::read(&obj).ok()?.main_path
-        });
-    if let Some(m) = module {
-        labels.push(("module".to_string(), m));
+        .and_then(|b| tracer_inspect::buildinfo::read(&b.object().ok()?).ok());
+    if let Some(info) = info {
+        for (name, value) in [
+            ("module", info.main_path),
+            ("module_version", info.main_version),
+        ] {
+            if let Some(v) = value {
+                labels.push((name.to_string(), v));
+            }
+        }
     }
     if let Some(id) = container_id(pid) {
         labels.push(("container_id".to_string(), id));
