@@ -6,19 +6,28 @@
 //! model and lock watch -> output); it never touches aya (`probes`), translates a
 //! record (`decode`), analyses (`tracer-analysis`) or formats (`output`). Several
 //! sessions can run in one process: nothing here is global.
-use crate::budget::{self, Budget, Switch};
+mod hold;
+mod records;
+mod sampling;
+mod views;
+
+use hold::{file_id, pidfd_open, readable_now};
+use records::note_system;
+use views::metric_labels;
+
+use crate::budget::{self, Budget};
 use crate::cli::{Mode, TraceOpts};
 use crate::clock::monotonic_ns;
-use crate::decode::{self, Decoder, ParkDating, Record};
+use crate::decode::{self, Decoder, ParkDating};
 use crate::guard::Guardian;
 use crate::output::Output;
 use crate::probes::{Counters, Probes};
 use anyhow::Result;
-use std::os::fd::{AsFd as _, FromRawFd as _, OwnedFd};
+use std::os::fd::{AsFd as _, OwnedFd};
 use std::time::Duration;
 use tokio::io::unix::AsyncFd;
 use tokio::signal::unix::{signal, Signal, SignalKind};
-use tracer_analysis::lockwatch::{self, LockWatch};
+use tracer_analysis::lockwatch::LockWatch;
 use tracer_analysis::{Analyzer, Input};
 use tracer_inspect::goroutines::RawGoroutine;
 use tracer_inspect::TargetInfo;
@@ -255,67 +264,6 @@ impl<'t> Session<'t> {
         Ok(())
     }
 
-    /// Serves Prometheus scrapes from `listener` while the session runs. Must run
-    /// inside the runtime.
-    pub fn serve_metrics(&mut self, listener: std::net::TcpListener) -> Result<()> {
-        self.metrics = Some(crate::metrics::Server::new(listener)?);
-        Ok(())
-    }
-
-    /// `tracer agent`: this target's metrics go to the board, and the agent may
-    /// ask for its pprof profile or stop it.
-    pub fn join_fleet(&mut self, link: crate::fleet::Link) {
-        self.fleet = Some(link);
-    }
-
-    /// One scrape's body: the model, the findings now, and what the tracer saw.
-    fn render_metrics(&self) -> String {
-        tracer_analysis::report::metrics::encode(self.metric_families())
-    }
-
-    /// The target's pprof profile now (see `--pprof`).
-    fn render_pprof(&self) -> Vec<u8> {
-        let wall = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos() as i64);
-        let exe = self.target.exe.to_string_lossy();
-        let mut out = Vec::new();
-        let _ = tracer_analysis::report::pprof::write(
-            self.analyzer.model(),
-            monotonic_ns(),
-            wall,
-            &exe,
-            &mut out,
-        );
-        out
-    }
-
-    fn metric_families(&self) -> Vec<tracer_analysis::report::metrics::MetricFamily> {
-        use tracer_analysis::report::metrics::{families, MetricsInputs};
-        let now = monotonic_ns();
-        let counters = self.counters();
-        let mut lock_findings = std::collections::BTreeMap::new();
-        for f in &self.locks.findings {
-            *lock_findings.entry(f.rule().to_string()).or_default() += 1;
-        }
-        let inputs = MetricsInputs {
-            target: self.metric_labels.clone(),
-            events: self.events_seen,
-            drops: counters.drops,
-            probes_failed: self.probes.as_ref().map_or(0, |p| p.failed().len() as u64),
-            lock_findings,
-            park_probes_on: self.park_budget.as_ref().map(|b| b.report().on_fraction),
-            lock_sites_on: self.budget.as_ref().map(|b| b.report().on_fraction),
-            budget_percent: self.park_budget.as_ref().map(|b| b.report().budget_percent),
-        };
-        families(
-            self.analyzer.model(),
-            &self.analyzer.findings(now),
-            now,
-            &inputs,
-        )
-    }
-
     /// Runs until a stop condition; the target is watched through a pidfd.
     pub async fn run(&mut self) -> Result<Stop> {
         let pidfd = match self.pidfd.take() {
@@ -439,88 +387,6 @@ impl<'t> Session<'t> {
         }
     }
 
-    fn drain_records(&mut self) {
-        let Some(probes) = self.probes.as_mut() else {
-            return;
-        };
-        let mut batch = Vec::new();
-        probes.records(&mut batch);
-        let probes = self.probes.as_ref().expect("checked above");
-        let stack = |id| probes.stack(id);
-        let mut live = Vec::new();
-        let mut forget = Vec::new();
-        for ev in &batch {
-            self.events_seen += 1;
-            match self.decoder.record(ev, &stack) {
-                Record::Model(input) => self.analyzer.apply(input),
-                Record::Edge { ts_ns, edge } => {
-                    // Written while the lock sites were being switched: the edge
-                    // may come from a stale hold; the kernel forgets it, so it is
-                    // sent again when next seen.
-                    if self.locks.untrusted(ts_ns) {
-                        forget.push((edge.from, edge.to));
-                    } else if let Some(f) = self.locks.edge(edge) {
-                        self.out.lock(&f);
-                    }
-                }
-                Record::SelfAcquire {
-                    ts_ns,
-                    goid,
-                    lock,
-                    read,
-                    site,
-                    stack,
-                } => {
-                    if !self.locks.untrusted(ts_ns) {
-                        let model = self.analyzer.model();
-                        if let Some(f) = self
-                            .locks
-                            .self_acquire(model, goid, lock, read, site, stack)
-                        {
-                            self.out.lock(&f);
-                        }
-                    }
-                }
-                Record::Skip => {}
-            }
-            if self.opts.events {
-                let ev = self.decoder.live(ev, &stack);
-                note_system(&mut self.system_goids, &ev);
-                let system = &self.system_goids;
-                if self.event_filter.keep(&ev, |g| system.contains(&g)) {
-                    live.push(ev);
-                }
-            }
-        }
-        self.out.events(&live);
-        let probes = self.probes.as_mut().expect("checked above");
-        for (from, to) in forget {
-            probes.forget_edge(from, to);
-        }
-    }
-
-    /// Tells the kernel the agent is alive, so it may hold the target at exit:
-    /// only while the guardian runs, which ends a hold the agent cannot.
-    pub fn beat(&mut self) {
-        let guarded = self.guardian.as_mut().is_some_and(Guardian::alive);
-        if let Some(p) = self.probes.as_mut() {
-            p.beat(if guarded { monotonic_ns() } else { 0 });
-        }
-    }
-
-    /// Resumes a target the kernel stopped at exit, then clears the hold: a
-    /// guardian that finds it set after the agent died resumes the target.
-    fn resume_target(&mut self) {
-        if std::mem::take(&mut self.stopped_pending) {
-            if let Some(fd) = &self.signal_fd {
-                crate::guard::resume(fd);
-            }
-            if let Some(p) = self.probes.as_mut() {
-                p.clear_exit_hold();
-            }
-        }
-    }
-
     /// Detaches every probe (the target exec'd, or the session is over); the
     /// counters are kept for the report.
     pub fn detach(&mut self) {
@@ -581,119 +447,6 @@ impl<'t> Session<'t> {
         if let Some(link) = &self.fleet {
             link.board.publish(self.pid, self.metric_families());
         }
-    }
-
-    /// Looks for deadlock cycles among the goroutines parked in locks.
-    pub fn check_deadlocks(&mut self) {
-        let Some(probes) = self.probes.as_ref().filter(|p| p.lock_sites() > 0) else {
-            return;
-        };
-        let held = probes.held_sets();
-        let fresh = lockwatch::fresh_read(self.last_snapshot, monotonic_ns());
-        for f in self.locks.deadlocks(self.analyzer.model(), held, fresh) {
-            self.out.lock(&f);
-        }
-    }
-
-    /// Hold-time histograms per lock class.
-    pub fn hold_times(&self) -> Vec<lockwatch::HoldTimes> {
-        let Some(probes) = &self.probes else {
-            return Vec::new();
-        };
-        let sites = self.decoder.lock_sites();
-        lockwatch::hold_times(sites, &probes.hold_buckets(sites.len()))
-    }
-
-    /// Measures probe hits against the target's CPU time and turns probes off or
-    /// on as the budgets say. Lock sites come first (lock-order findings depend on
-    /// which stay on); the park probes get what the lock sites and the agent leave.
-    fn apply_budget(&mut self) {
-        if self.budget.is_none() && self.park_budget.is_none() {
-            return;
-        }
-        let Some(cpu) = budget::process_cpu_ns(self.pid) else {
-            return;
-        };
-        let Some(lock_total) = self.probes.as_ref().map(Probes::lock_site_hits) else {
-            return;
-        };
-        let now = std::time::Instant::now();
-        let lock_switch = self
-            .budget
-            .as_mut()
-            .and_then(|b| b.tick(lock_total, cpu, 0, now));
-        if lock_switch == Some(Switch::Off) {
-            // Before the kernel's held sets are purged: deadlocks with the sets as
-            // they are, and the sets kept for the goroutines that stay parked.
-            self.check_deadlocks();
-            if let Some(p) = &self.probes {
-                let held = p.held_sets();
-                self.locks
-                    .freeze(self.analyzer.model(), &held, monotonic_ns());
-            }
-        }
-        let Some(probes) = self.probes.as_mut() else {
-            return;
-        };
-        if let Some(switch) = lock_switch {
-            let from = monotonic_ns();
-            if let Err(e) = probes.set_lock_sites(switch == Switch::On) {
-                log::warn!("budget: switching the lock sites failed: {e}");
-            }
-            // Records of the switch may still be in the ring buffer for a while.
-            self.locks.switched(from, monotonic_ns());
-        }
-        let Some(park_budget) = self.park_budget.as_mut() else {
-            return;
-        };
-        let lock_cost = lock_total as f64 * budget::LOCK_HIT_NS;
-        let fixed = self.drain_ns + lock_cost as u64;
-        if let Some(switch) = park_budget.tick(probes.park_hits(), cpu, fixed, now) {
-            if let Err(e) = probes.set_parks(switch == Switch::On) {
-                log::warn!("budget: switching the park probes failed: {e}");
-            }
-        }
-    }
-
-    /// Whether the target replaced its program since the last call: its
-    /// executable is no longer the one traced (nor, in run mode, the tracer's own
-    /// image, which the held child has until it execs).
-    fn check_exec(&mut self) {
-        if self.execed.is_some() {
-            return;
-        }
-        let proc_exe = format!("/proc/{}/exe", self.pid);
-        let Some(now) = file_id(std::path::Path::new(&proc_exe)) else {
-            return;
-        };
-        let Some(was) = self.exe_id else {
-            return;
-        };
-        if now == was
-            || (self.run_mode && file_id(std::path::Path::new("/proc/self/exe")) == Some(now))
-        {
-            return;
-        }
-        let new = std::fs::read_link(&proc_exe).unwrap_or_default();
-        say!(
-            "tracer: PID {} exec'd {}: the goroutines traced so far are gone{}",
-            self.pid,
-            new.display(),
-            if self.run_mode {
-                "; waiting for the program to end"
-            } else {
-                "; stopping (attach again to trace the new program)"
-            }
-        );
-        // The old image's goroutines ended with it: none is parked any more.
-        self.analyzer.apply(Input::Snapshot {
-            ts_ns: monotonic_ns(),
-            parked: Vec::new(),
-            total_goroutines: 0,
-            alive: Some(Vec::new()),
-            still_parked: Vec::new(),
-        });
-        self.execed = Some(new);
     }
 
     /// Feeds the goroutines parked right now, read from the target's memory: those
@@ -803,88 +556,4 @@ impl<'t> Session<'t> {
         self.snapshot_cost = started.elapsed();
         Some(n)
     }
-}
-
-/// Which process the metrics are about: PID, executable, Go version, main module
-/// (from its build info) and container, when there are.
-fn metric_labels(target: &TargetInfo, pid: u32) -> Vec<(String, String)> {
-    let exe = std::fs::read_link(format!("/proc/{pid}/exe")).unwrap_or_else(|_| target.exe.clone());
-    let mut labels = vec![
-        ("pid".to_string(), pid.to_string()),
-        ("executable".to_string(), exe.display().to_string()),
-        ("go_version".to_string(), target.go_version.clone()),
-    ];
-    let info = tracer_inspect::binary::Binary::open(&target.exe)
-        .ok()
-        .and_then(|b| tracer_inspect::buildinfo::read(&b.object().ok()?).ok());
-    if let Some(info) = info {
-        for (name, value) in [
-            ("module", info.main_path),
-            ("module_version", info.main_version),
-        ] {
-            if let Some(v) = value {
-                labels.push((name.to_string(), v));
-            }
-        }
-    }
-    if let Some(id) = container_id(pid) {
-        labels.push(("container_id".to_string(), id));
-    }
-    labels
-}
-
-/// The container a process runs in: the 64-hex-digit id in its cgroup path, as
-/// Docker, containerd and CRI-O name their cgroups.
-pub fn container_id(pid: u32) -> Option<String> {
-    let cgroup = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).ok()?;
-    cgroup.lines().find_map(|line| {
-        let path = line.rsplit(':').next()?;
-        path.split(|c: char| !c.is_ascii_hexdigit())
-            .find(|part| part.len() == 64)
-            .map(str::to_string)
-    })
-}
-
-/// Learns which goroutines are the runtime's own from the events that name a start
-/// function; forgets those that exit.
-fn note_system(system: &mut std::collections::HashSet<u64>, ev: &decode::LiveEvent) {
-    if ev.event == "exit" {
-        system.remove(&ev.goid);
-    } else if ev.start_function.is_some()
-        && tracer_analysis::system::is_system_goroutine(ev.start_function.as_deref())
-    {
-        system.insert(ev.goid);
-    }
-}
-
-/// (device, inode) of a file, following links.
-fn file_id(path: &std::path::Path) -> Option<(u64, u64)> {
-    use std::os::unix::fs::MetadataExt as _;
-    std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino()))
-}
-
-/// Whether a pidfd says its process has exited, without waiting.
-fn readable_now(fd: &OwnedFd) -> bool {
-    use std::os::fd::AsRawFd as _;
-    let mut p = libc::pollfd {
-        fd: fd.as_raw_fd(),
-        events: libc::POLLIN,
-        revents: 0,
-    };
-    // SAFETY: one valid pollfd, no wait.
-    unsafe { libc::poll(&mut p, 1, 0) == 1 }
-}
-
-/// Opened when the session is created, before anyone is told the tracer is
-/// attached: a target that dies after that point is still seen to exit (a pidfd
-/// becomes readable when its process exits: no polling of /proc). `Err` means the
-/// process is already gone.
-fn pidfd_open(pid: u32) -> std::io::Result<OwnedFd> {
-    // SAFETY: plain syscall; the returned fd is owned below.
-    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::c_int, 0) };
-    if fd < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    // SAFETY: fd is a fresh descriptor we own.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
 }

@@ -1,0 +1,74 @@
+//! The budget's side of the loop: probe hits against the target's CPU time, the
+//! park probes and lock sites switched as the budgets say, and the deadlock check
+//! over the kernel's held sets (before a switch purges them too). The budget's
+//! arithmetic is `crate::budget`; the lock analysis `tracer_analysis::lockwatch`.
+use super::Session;
+use crate::budget::{self, Switch};
+use crate::clock::monotonic_ns;
+use crate::probes::Probes;
+use tracer_analysis::lockwatch;
+
+impl Session<'_> {
+    /// Looks for deadlock cycles among the goroutines parked in locks.
+    pub fn check_deadlocks(&mut self) {
+        let Some(probes) = self.probes.as_ref().filter(|p| p.lock_sites() > 0) else {
+            return;
+        };
+        let held = probes.held_sets();
+        let fresh = lockwatch::fresh_read(self.last_snapshot, monotonic_ns());
+        for f in self.locks.deadlocks(self.analyzer.model(), held, fresh) {
+            self.out.lock(&f);
+        }
+    }
+
+    /// Measures probe hits against the target's CPU time and turns probes off or
+    /// on as the budgets say. Lock sites come first (lock-order findings depend on
+    /// which stay on); the park probes get what the lock sites and the agent leave.
+    pub(super) fn apply_budget(&mut self) {
+        if self.budget.is_none() && self.park_budget.is_none() {
+            return;
+        }
+        let Some(cpu) = budget::process_cpu_ns(self.pid) else {
+            return;
+        };
+        let Some(lock_total) = self.probes.as_ref().map(Probes::lock_site_hits) else {
+            return;
+        };
+        let now = std::time::Instant::now();
+        let lock_switch = self
+            .budget
+            .as_mut()
+            .and_then(|b| b.tick(lock_total, cpu, 0, now));
+        if lock_switch == Some(Switch::Off) {
+            // Before the kernel's held sets are purged: deadlocks with the sets as
+            // they are, and the sets kept for the goroutines that stay parked.
+            self.check_deadlocks();
+            if let Some(p) = &self.probes {
+                let held = p.held_sets();
+                self.locks
+                    .freeze(self.analyzer.model(), &held, monotonic_ns());
+            }
+        }
+        let Some(probes) = self.probes.as_mut() else {
+            return;
+        };
+        if let Some(switch) = lock_switch {
+            let from = monotonic_ns();
+            if let Err(e) = probes.set_lock_sites(switch == Switch::On) {
+                log::warn!("budget: switching the lock sites failed: {e}");
+            }
+            // Records of the switch may still be in the ring buffer for a while.
+            self.locks.switched(from, monotonic_ns());
+        }
+        let Some(park_budget) = self.park_budget.as_mut() else {
+            return;
+        };
+        let lock_cost = lock_total as f64 * budget::LOCK_HIT_NS;
+        let fixed = self.drain_ns + lock_cost as u64;
+        if let Some(switch) = park_budget.tick(probes.park_hits(), cpu, fixed, now) {
+            if let Err(e) = probes.set_parks(switch == Switch::On) {
+                log::warn!("budget: switching the park probes failed: {e}");
+            }
+        }
+    }
+}
