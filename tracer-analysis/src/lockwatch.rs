@@ -19,6 +19,22 @@ pub struct HeldSet {
 /// How long records written during a switch of the lock sites may still arrive.
 const SWITCH_MEMORY_NS: u64 = 10_000_000_000;
 
+/// Functions whose locking is made safe by a protocol the lock graph cannot see:
+/// a lock taken inside one of them makes no edge and no self-deadlock. The fork
+/// lock (syscall/forkpipe2.go): `releaseForkLock` takes `forkingLock` while
+/// `ForkLock` is held, the reverse of `acquireForkLock`, and the write lock on
+/// `ForkLock` is shared by every goroutine forking at once (the `forking` counter:
+/// the last one out unlocks it, not always the one that locked it), so a
+/// goroutine may lock it again "while holding it". Without this every program
+/// that starts subprocesses concurrently shows an inversion and self-deadlocks.
+pub const SAFE_BY_PROTOCOL: &[&str] = &["syscall.acquireForkLock", "syscall.releaseForkLock"];
+
+fn by_protocol(stack: &[Frame]) -> bool {
+    stack
+        .iter()
+        .any(|f| SAFE_BY_PROTOCOL.contains(&&*f.function))
+}
+
 /// A read this recent confirms which goroutines are still parked.
 const FRESH_READ_NS: u64 = 100_000_000;
 
@@ -36,6 +52,9 @@ pub struct LockWatch {
     switches: Vec<(u64, u64)>,
     /// Lock records dropped because they were written during a switch.
     pub skipped: u64,
+    /// Edges not added because a known protocol makes their order safe
+    /// ([`SAFE_BY_PROTOCOL`]).
+    pub by_protocol: u64,
 }
 
 impl LockWatch {
@@ -65,6 +84,10 @@ impl LockWatch {
 
     /// A first-seen lock-order edge; a new inversion if it closes one.
     pub fn edge(&mut self, edge: LockEdge) -> Option<LockFinding> {
+        if by_protocol(&edge.stack) {
+            self.by_protocol += 1;
+            return None;
+        }
         let f = self.graph.add_edge(edge)?;
         self.findings.push(f.clone());
         Some(f)
@@ -81,6 +104,10 @@ impl LockWatch {
         site: Frame,
         stack: Vec<Frame>,
     ) -> Option<LockFinding> {
+        if by_protocol(&stack) {
+            self.by_protocol += 1;
+            return None;
+        }
         let writer = if read {
             waiting_writer(model, lock)
         } else {
@@ -371,6 +398,64 @@ mod tests {
         assert!(w
             .self_acquire(b.model(), 4, 0xc, true, site, vec![])
             .is_none());
+    }
+
+    #[test]
+    fn the_fork_lock_protocol_is_no_inversion() {
+        let site = |f: &str, line| Frame::new(f, "/go/src/x.go", line);
+        let edge = |from, to, held: &str, acquired: &str, stack: &[&str]| LockEdge {
+            from,
+            to,
+            held_at: site(held, 1),
+            acquired_at: site(acquired, 2),
+            goid: 9,
+            stack: stack.iter().map(|f| site(f, 3)).collect(),
+            from_read: false,
+            to_read: false,
+        };
+        let mut w = LockWatch::new();
+        let acquire = &[
+            "sync.(*RWMutex).Lock",
+            "syscall.acquireForkLock",
+            "syscall.forkExec",
+        ];
+        let release = &[
+            "sync.(*Mutex).Lock",
+            "syscall.releaseForkLock",
+            "syscall.forkExec",
+        ];
+        assert!(w
+            .edge(edge(
+                1,
+                2,
+                "syscall.acquireForkLock",
+                "sync.(*RWMutex).Lock",
+                acquire
+            ))
+            .is_none());
+        assert!(w
+            .edge(edge(
+                2,
+                1,
+                "sync.(*RWMutex).Lock",
+                "syscall.releaseForkLock",
+                release
+            ))
+            .is_none());
+        let b = Analyzer::new(Config::default()).unwrap();
+        let again = acquire.iter().map(|f| site(f, 3)).collect();
+        let lock = site("sync.(*RWMutex).Lock", 1);
+        assert!(w
+            .self_acquire(b.model(), 9, 2, false, lock, again)
+            .is_none());
+        assert_eq!(w.by_protocol, 3);
+        // The same shape anywhere else is an inversion.
+        assert!(w
+            .edge(edge(1, 2, "main.a", "main.b", &["main.b", "main.main"]))
+            .is_none());
+        assert!(w
+            .edge(edge(2, 1, "main.b", "main.a", &["main.a", "main.main"]))
+            .is_some());
     }
 
     #[test]

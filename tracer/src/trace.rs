@@ -236,6 +236,12 @@ pub fn trace(
             .hits
             .push(("lock_records_skipped".to_string(), session.locks.skipped));
     }
+    if session.locks.by_protocol > 0 {
+        counters.hits.push((
+            "lock_edges_safe_by_protocol".to_string(),
+            session.locks.by_protocol,
+        ));
+    }
     let mut missing = plan.missing.clone();
     missing.extend(target.missing.iter().cloned());
     session.check_deadlocks();
