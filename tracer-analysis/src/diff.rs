@@ -44,8 +44,8 @@ pub struct Digest {
     pub stuck: BTreeMap<SiteKey, BTreeSet<u64>>,
     /// Growth per minute of groups found growing, by site (the largest seen).
     pub growing: BTreeMap<SiteKey, f64>,
-    /// (parks, p99 ns) of each blocking site's histogram.
-    pub histograms: BTreeMap<(String, String, u64), (u64, u64)>,
+    /// (parks, p99 ns) of each blocking site's histogram, by site and wait reason.
+    pub histograms: BTreeMap<SiteKey, (u64, u64)>,
     /// `rule: classes` of every lock finding.
     pub locks: BTreeSet<String>,
 }
@@ -97,12 +97,7 @@ pub fn digest(text: &str) -> Result<Digest, DiffError> {
                 );
             }
             Some("histogram") => {
-                let s = &v["site"];
-                let key = (
-                    s["function"].as_str().unwrap_or("?").to_string(),
-                    s["file"].as_str().unwrap_or("?").to_string(),
-                    s["line"].as_u64().unwrap_or(0),
-                );
+                let key = frame_key(&v["site"], &v["wait_reason"]);
                 let count = v["count"].as_u64().unwrap_or(0);
                 let p99 = v["p99_ns"].as_u64().unwrap_or(0);
                 d.histograms.insert(key, (count, p99));
@@ -168,9 +163,7 @@ pub enum Change {
         canary_per_minute: f64,
     },
     SlowerSite {
-        function: String,
-        file: String,
-        line: u64,
+        site: SiteKey,
         baseline_p99_ns: u64,
         canary_p99_ns: u64,
     },
@@ -202,16 +195,13 @@ impl std::fmt::Display for Change {
                 "faster growth at {site}: +{baseline_per_minute:.1} -> +{canary_per_minute:.1} goroutines a minute"
             ),
             Change::SlowerSite {
-                function,
-                file,
-                line,
+                site,
                 baseline_p99_ns,
                 canary_p99_ns,
             } => {
-                let base = file.rsplit('/').next().unwrap_or(file);
                 write!(
                     f,
-                    "slower blocking at {function} ({base}:{line}): p99 {} -> {}",
+                    "slower blocking at {site}: p99 {} -> {}",
                     crate::report::duration::human(*baseline_p99_ns),
                     crate::report::duration::human(*canary_p99_ns)
                 )
@@ -266,9 +256,7 @@ pub fn compare(baseline: &Digest, canary: &Digest) -> Vec<Change> {
         let enough = *count >= MIN_PARKS && *before_count >= MIN_PARKS;
         if enough && *p99 >= 2 * before_p99 && p99 - before_p99 >= MIN_P99_SHIFT_NS {
             out.push(Change::SlowerSite {
-                function: key.0.clone(),
-                file: key.1.clone(),
-                line: key.2,
+                site: key.clone(),
                 baseline_p99_ns: *before_p99,
                 canary_p99_ns: *p99,
             });

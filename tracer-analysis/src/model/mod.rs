@@ -173,7 +173,8 @@ impl Model {
         });
         // Histograms describe the program's own blocking, like the findings.
         if let (Some(duration), true) = (duration, ended.reportable()) {
-            self.histograms.record(ended.site(), duration);
+            self.histograms
+                .record(ended.site(), &ended.parked.wait_reason, duration);
         }
     }
 
@@ -211,7 +212,7 @@ impl Model {
 
     /// Cumulative park counts per site at each bound (ns); see
     /// [`histograms::SiteHistograms::cumulative`].
-    pub fn histogram_buckets(&self, bounds_ns: &[u64]) -> Vec<(crate::Frame, Vec<u64>, u64, u64)> {
+    pub fn histogram_buckets(&self, bounds_ns: &[u64]) -> Vec<(SiteHistogram, Vec<u64>)> {
         self.histograms.cumulative(bounds_ns)
     }
 

@@ -126,6 +126,7 @@ mod tests {
             output_lines_dropped: 0,
             histograms: vec![SiteHistogram {
                 site: Frame::new("main.get", "/src/app/pool.go", 88),
+                wait_reason: "chan send".into(),
                 count: 1,
                 p50_ns: 2,
                 p99_ns: 3,
@@ -236,7 +237,16 @@ mod tests {
         let h = &all[2];
         assert_eq!(
             keys(h),
-            ["count", "kind", "max_ns", "p50_ns", "p99_ns", "site", "total_ns"]
+            [
+                "count",
+                "kind",
+                "max_ns",
+                "p50_ns",
+                "p99_ns",
+                "site",
+                "total_ns",
+                "wait_reason"
+            ]
         );
         let s = &all[3];
         assert_eq!(

@@ -283,13 +283,17 @@ pub fn families(
             .histogram_buckets(&bounds_ns)
             .into_iter()
             .take(MAX_SITES)
-            .map(|(site, counts, total, count)| {
+            .map(|(h, counts)| {
+                let l = labels(&[
+                    ("site", site_label(&h.site)),
+                    ("wait_reason", h.wait_reason.to_string()),
+                ]);
                 let h = ParkHistogram {
-                    sum_s: total as f64 / 1e9,
-                    count,
+                    sum_s: h.total_ns as f64 / 1e9,
+                    count: h.count,
                     buckets: BOUNDS_S.iter().copied().zip(counts).collect(),
                 };
-                (labels(&[("site", site_label(&site))]), Value::Histogram(h))
+                (l, Value::Histogram(h))
             })
             .collect(),
     ));
@@ -370,7 +374,7 @@ mod tests {
             "{text}"
         );
         assert!(
-            text.contains(r#"tracer_park_duration_seconds_bucket{le="5.0",pid="7",site="main.send (main.go:50)"} 1"#),
+            text.contains(r#"tracer_park_duration_seconds_bucket{le="5.0",pid="7",site="main.send (main.go:50)",wait_reason="chan send"} 1"#),
             "{text}"
         );
         assert!(text.contains(r#"tracer_events_total{pid="7"} 5"#), "{text}");

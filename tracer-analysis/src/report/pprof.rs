@@ -247,7 +247,7 @@ pub fn write(
         b.sample(
             std::slice::from_ref(&h.site),
             [0, 0, h.count as i64, h.total_ns as i64],
-            &[],
+            &[("wait_reason", &h.wait_reason)],
         );
     }
     b.profile.time_nanos = wall_ns;

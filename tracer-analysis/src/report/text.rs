@@ -68,11 +68,19 @@ pub fn write_group(group: &GroupFinding, out: &mut dyn Write) -> Result<(), Repo
 
 /// The first line of a group.
 pub fn group_header(group: &GroupFinding) -> String {
-    let at = format!("{} in {}", location(&group.site), group.site.function);
+    let at = format!(
+        "{} in {}",
+        location(&group.site),
+        print_name(&group.site.function)
+    );
     match (group.rule, &group.growth) {
         (Rule::Growing, Some(growth)) => {
             let who = match &group.created_by {
-                Some(c) => format!("created by {} at {} and parked", c.function, location(c)),
+                Some(c) => format!(
+                    "created by {} at {} and parked",
+                    print_name(&c.function),
+                    location(c)
+                ),
                 None => "parked".to_string(),
             };
             format!(
@@ -111,7 +119,7 @@ pub fn goroutine_line(g: &GoroutineFinding) -> String {
         state(g),
         age(g.parked_ns, g.exact),
         location(&g.site),
-        g.site.function,
+        print_name(&g.site.function),
         g.rule,
         rule_note(g.rule),
         in_test(g),
@@ -221,9 +229,10 @@ pub fn write_histograms(
     for h in histograms {
         writeln!(
             out,
-            "{} in {}: {} {}, p50 {}, p99 {}, max {}",
+            "{} in {} [{}]: {} {}, p50 {}, p99 {}, max {}",
             location(&h.site),
-            h.site.function,
+            print_name(&h.site.function),
+            h.wait_reason,
             h.count,
             if h.count == 1 { "park" } else { "parks" },
             human(h.p50_ns),
@@ -359,6 +368,7 @@ mod tests {
             output_lines_dropped: 0,
             histograms: vec![SiteHistogram {
                 site: Frame::new("main.(*pool).get", "/src/app/pool.go", 88),
+                wait_reason: "chan send".into(),
                 count: 12,
                 p50_ns: 1_200_000,
                 p99_ns: 40_000_000,
@@ -422,7 +432,7 @@ waiting on channel 0xc000012345 (chan int)
 goroutines 60, 61, 62, 63, 64, 65, 66, 67, 68, 69, 70, 71, 72, 73, 74, 75, 76, 77, 78, 79 and 32 more
 
 blocking durations by site (parks that ended):
-pool.go:88 in main.(*pool).get: 12 parks, p50 1.2ms, p99 40ms, max 1.3s
+pool.go:88 in main.(*pool).get [chan send]: 12 parks, p50 1.2ms, p99 40ms, max 1.3s
 
 summary: 1234 events, 0 drops, 9 probes attached, 1 failed, 0 symbols missing
 probe hits: park 12
