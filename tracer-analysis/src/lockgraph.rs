@@ -229,10 +229,9 @@ impl LockGraph {
         stack: Vec<Frame>,
         waiting_writer: Option<u64>,
     ) -> Option<LockFinding> {
-        // Two read locks only deadlock when a writer waits in between.
-        if read && waiting_writer.is_none() {
-            return None;
-        }
+        // Two read locks deadlock as soon as a writer comes between them (the
+        // sync docs forbid recursive read locking): reported whether or not one
+        // happened to wait this time.
         if !self.self_reported.insert((goid, lock)) {
             return None;
         }
@@ -388,10 +387,11 @@ mod tests {
         assert!(g
             .self_acquire(1, 7, false, site.clone(), vec![], None)
             .is_none());
+        // A recursive read lock is reported with no writer waiting, once.
         assert!(g
             .self_acquire(2, 8, true, site.clone(), vec![], None)
-            .is_none());
-        assert!(g.self_acquire(2, 8, true, site, vec![], Some(3)).is_some());
+            .is_some());
+        assert!(g.self_acquire(2, 8, true, site, vec![], Some(3)).is_none());
     }
 
     #[test]

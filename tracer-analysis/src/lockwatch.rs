@@ -393,11 +393,18 @@ mod tests {
                 ..
             }
         ));
-        // Without a writer, two read locks are not (yet) a deadlock.
+        // Without a writer it is reported too: one arriving would deadlock both.
         let b = Analyzer::new(Config::default()).unwrap();
-        assert!(w
+        let f = w
             .self_acquire(b.model(), 4, 0xc, true, site, vec![])
-            .is_none());
+            .expect("reported");
+        assert!(matches!(
+            f,
+            LockFinding::SelfDeadlock {
+                waiting_writer: None,
+                ..
+            }
+        ));
     }
 
     #[test]

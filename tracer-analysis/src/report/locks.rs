@@ -66,12 +66,17 @@ pub fn write_text(finding: &LockFinding, out: &mut dyn Write) -> Result<(), Repo
             stack,
             waiting_writer,
         } => {
-            if *read {
+            if let (true, Some(writer)) = (*read, waiting_writer) {
                 writeln!(
                     out,
-                    "goroutine {goid} read-locks sync.RWMutex {lock:#x} again at {} while a writer (goroutine {}) waits — rule self_deadlock",
+                    "goroutine {goid} read-locks sync.RWMutex {lock:#x} again at {} while a writer (goroutine {writer}) waits — rule self_deadlock",
                     short(site),
-                    waiting_writer.unwrap_or(0)
+                )?;
+            } else if *read {
+                writeln!(
+                    out,
+                    "goroutine {goid} read-locks sync.RWMutex {lock:#x} again at {} while holding a read lock: a writer arriving in between deadlocks both (the sync docs forbid recursive read locking) — rule self_deadlock",
+                    short(site),
                 )?;
             } else {
                 writeln!(

@@ -1,0 +1,51 @@
+//! A recursive read lock is a deadlock waiting for a writer: reported when it
+//! happens, with no writer waiting.
+use std::time::Duration;
+use tracer_tests::*;
+
+fn recursive_rlock_is_reported(go: Go) {
+    let bin = build_fixture("rlocktwice", go, &[]);
+    let (code, out, err) = run_tracer(
+        &[
+            "run",
+            "--mode",
+            "locks",
+            "--budget",
+            "0",
+            "--fail-on",
+            "lock",
+            "--format",
+            "json",
+            "--",
+            bin.to_str().unwrap(),
+        ],
+        Duration::from_secs(60),
+    );
+    assert_eq!(code, 1, "{err}{out}");
+    let finding = json_lines(&out)
+        .into_iter()
+        .find(|v| v["kind"] == "lock" && v["rule"] == "self_deadlock")
+        .unwrap_or_else(|| panic!("no self_deadlock in {out}"));
+    assert_eq!(finding["read"], true, "{finding}");
+    assert_eq!(
+        finding["waiting_writer"],
+        serde_json::Value::Null,
+        "{finding}"
+    );
+    let in_get = finding["stack"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|f| f["function"] == "main.(*cache).get");
+    assert!(in_get, "{finding}");
+}
+
+#[test]
+fn recursive_rlock_default_go() {
+    recursive_rlock_is_reported(Go::Default);
+}
+
+#[test]
+fn recursive_rlock_oldest_go() {
+    recursive_rlock_is_reported(Go::Oldest);
+}
