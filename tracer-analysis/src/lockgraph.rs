@@ -59,6 +59,16 @@ pub enum LockFinding {
     },
     /// Parked goroutines, each waiting for a lock the next one holds.
     Deadlock { links: Vec<WaitLink> },
+    /// A goroutine ended still holding a lock (a missing Unlock or RUnlock): the
+    /// next goroutine to lock it waits forever.
+    #[serde(rename = "exited_holding_lock")]
+    ExitedHolding {
+        goid: u64,
+        lock: u64,
+        read: bool,
+        /// Where it took the lock.
+        site: Frame,
+    },
 }
 
 impl LockFinding {
@@ -67,6 +77,7 @@ impl LockFinding {
             LockFinding::LockOrderInversion { .. } => "lock_order_inversion",
             LockFinding::SelfDeadlock { .. } => "self_deadlock",
             LockFinding::Deadlock { .. } => "deadlock",
+            LockFinding::ExitedHolding { .. } => "exited_holding_lock",
         }
     }
 }

@@ -10,10 +10,12 @@ use crate::model::Model;
 use serde::Serialize;
 use std::collections::HashMap;
 
-/// The locks one goroutine holds, as the kernel recorded them: (lock, read).
+/// The locks one goroutine holds, as the kernel recorded them: (lock, read), and
+/// the lock site each was taken at (same order; may be empty).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct HeldSet {
     pub locks: Vec<(u64, bool)>,
+    pub sites: Vec<u32>,
 }
 
 /// How long records written during a switch of the lock sites may still arrive.
@@ -55,6 +57,11 @@ pub struct LockWatch {
     /// Edges not added because a known protocol makes their order safe
     /// ([`SAFE_BY_PROTOCOL`]).
     pub by_protocol: u64,
+    /// Goroutines with held locks that the last read did not list: gone, or
+    /// started during that read; a second read tells.
+    missing_once: std::collections::HashSet<u64>,
+    /// Goroutines already reported as ended holding a lock.
+    exited_reported: std::collections::HashSet<u64>,
 }
 
 impl LockWatch {
@@ -133,6 +140,53 @@ impl LockWatch {
         let found = self.graph.deadlocks(&links);
         self.findings.extend(found.iter().cloned());
         found
+    }
+
+    /// Goroutines that ended holding locks: in the kernel's held sets, absent from
+    /// two reads in a row (`alive`: the goids of the latest read, sorted; one read
+    /// could miss a goroutine started while it ran). `site` names a lock site.
+    /// Returns the findings, and the goids whose held sets can be dropped.
+    pub fn exited_holding(
+        &mut self,
+        alive: &[u64],
+        held: &HashMap<u64, HeldSet>,
+        site: impl Fn(u32) -> Frame,
+    ) -> (Vec<LockFinding>, Vec<u64>) {
+        let mut found = Vec::new();
+        let mut done = Vec::new();
+        let mut missing = std::collections::HashSet::new();
+        for (goid, h) in held {
+            if h.locks.is_empty() || alive.binary_search(goid).is_ok() {
+                continue;
+            }
+            if !self.missing_once.contains(goid) {
+                missing.insert(*goid);
+                continue;
+            }
+            done.push(*goid);
+            if !self.exited_reported.insert(*goid) {
+                continue;
+            }
+            for (i, (lock, read)) in h.locks.iter().enumerate() {
+                let Some(at) = h.sites.get(i).map(|s| site(*s)) else {
+                    continue;
+                };
+                if SAFE_BY_PROTOCOL.contains(&&*at.function) {
+                    self.by_protocol += 1;
+                    continue;
+                }
+                let f = LockFinding::ExitedHolding {
+                    goid: *goid,
+                    lock: *lock,
+                    read: *read,
+                    site: at,
+                };
+                self.findings.push(f.clone());
+                found.push(f);
+            }
+        }
+        self.missing_once = missing;
+        (found, done)
     }
 
     /// Before the lock sites go off (and the kernel's held sets are purged): keeps
@@ -313,6 +367,7 @@ mod tests {
     fn held(locks: &[(u64, bool)]) -> HeldSet {
         HeldSet {
             locks: locks.to_vec(),
+            sites: Vec::new(),
         }
     }
 
@@ -463,6 +518,55 @@ mod tests {
         assert!(w
             .edge(edge(2, 1, "main.b", "main.a", &["main.a", "main.main"]))
             .is_some());
+    }
+
+    #[test]
+    fn a_goroutine_gone_from_two_reads_with_a_lock_exited_holding_it() {
+        let mut w = LockWatch::new();
+        let held: HashMap<u64, HeldSet> = [
+            (
+                5,
+                HeldSet {
+                    locks: vec![(0xa, false)],
+                    sites: vec![0],
+                },
+            ),
+            (
+                6,
+                HeldSet {
+                    locks: vec![(0xb, true)],
+                    sites: vec![1],
+                },
+            ),
+        ]
+        .into();
+        let site = |i: u32| {
+            Frame::new(
+                if i == 0 {
+                    "main.take"
+                } else {
+                    "syscall.acquireForkLock"
+                },
+                "/src/m.go",
+                9,
+            )
+        };
+        // Goroutine 5 is alive; 6 is gone but might have started during the read.
+        let (found, done) = w.exited_holding(&[5], &held, site);
+        assert!(found.is_empty() && done.is_empty());
+        // Both gone twice: 5's lock is reported once, 6's is the fork protocol's.
+        let (found, done) = w.exited_holding(&[7], &held, site);
+        assert_eq!(done.len(), 1);
+        assert!(found.is_empty(), "{found:?}");
+        // (The session drops the held sets of the goroutines done.)
+        let mut held = held;
+        held.remove(&6);
+        let (found, done) = w.exited_holding(&[7], &held, site);
+        assert_eq!(done, [5]);
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0].rule(), "exited_holding_lock");
+        let (found, _) = w.exited_holding(&[7], &held, site);
+        assert!(found.is_empty());
     }
 
     #[test]

@@ -92,6 +92,21 @@ pub fn write_text(finding: &LockFinding, out: &mut dyn Write) -> Result<(), Repo
                 frame(out, f)?;
             }
         }
+        LockFinding::ExitedHolding {
+            goid,
+            lock,
+            read,
+            site,
+        } => {
+            writeln!(
+                out,
+                "goroutine {goid} ended holding {} {lock:#x}, taken at {} (a missing {}) — rule exited_holding_lock",
+                if *read { "a read lock on" } else { "the lock" },
+                short(site),
+                if *read { "RUnlock" } else { "Unlock" },
+            )?;
+            frame(out, site)?;
+        }
         LockFinding::Deadlock { links } => {
             writeln!(
                 out,

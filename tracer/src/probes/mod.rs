@@ -168,7 +168,8 @@ impl Probes {
                 let locks = (0..n)
                     .map(|i| (h.locks[i], h.read & (1 << i) != 0))
                     .collect();
-                (goid, HeldSet { locks })
+                let sites = h.sites[..n].to_vec();
+                (goid, HeldSet { locks, sites })
             })
             .collect()
     }
@@ -202,6 +203,17 @@ impl Probes {
         ParkView {
             parked: map("PARKED").and_then(|m| BpfHashMap::try_from(m).ok()),
             pending_sema: map("PENDING_SEMA").and_then(|m| BpfHashMap::try_from(m).ok()),
+        }
+    }
+
+    /// The kernel forgets the held sets of goroutines that ended.
+    pub fn forget_held(&mut self, goids: &[u64]) {
+        if let Some(map) = self.links.ebpf.map_mut("HELD") {
+            if let Ok(mut held) = BpfHashMap::<_, u64, HeldLocks>::try_from(map) {
+                for g in goids {
+                    let _ = held.remove(g);
+                }
+            }
         }
     }
 

@@ -143,6 +143,8 @@ pub struct Session<'t> {
     /// Goroutines known to be the runtime's own (by their start function), left
     /// out of `--events` unless asked for.
     system_goids: std::collections::HashSet<u64>,
+    /// The goids of the last read, sorted (locks mode: who ended holding a lock).
+    last_alive: Vec<u64>,
 }
 
 /// Whatever ends the session, a target held at exit is let go, the probes are
@@ -221,6 +223,7 @@ impl<'t> Session<'t> {
             fleet: None,
             event_filter,
             system_goids: Default::default(),
+            last_alive: Vec::new(),
         };
         session.lock_sites_attached();
         Ok(session)
@@ -439,7 +442,9 @@ impl<'t> Session<'t> {
             if self.execed.is_some() {
                 return;
             }
-            let _ = self.snapshot();
+            if self.snapshot().is_some() {
+                self.check_exited_holding();
+            }
         }
         self.check_deadlocks();
         let fresh = self.analyzer.tick(now);
@@ -538,6 +543,9 @@ impl<'t> Session<'t> {
         drop(prev);
         self.out.events(&live);
         alive.sort_unstable();
+        if self.probes.as_ref().is_some_and(|p| p.lock_sites() > 0) {
+            self.last_alive.clone_from(&alive);
+        }
         let n = parked.len() + still_parked.len();
         self.analyzer.apply(Input::Snapshot {
             ts_ns: now,

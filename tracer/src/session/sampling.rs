@@ -9,6 +9,29 @@ use crate::probes::Probes;
 use tracer_analysis::lockwatch;
 
 impl Session<'_> {
+    /// Goroutines that ended holding a lock (a missing Unlock), from the kernel's
+    /// held sets and the last two reads; their sets are then dropped.
+    pub(super) fn check_exited_holding(&mut self) {
+        let Some(probes) = self.probes.as_ref().filter(|p| p.lock_sites() > 0) else {
+            return;
+        };
+        let held = probes.held_sets();
+        let sites = self.decoder.lock_sites();
+        let site = |i: u32| {
+            sites
+                .get(i as usize)
+                .cloned()
+                .unwrap_or_else(|| tracer_analysis::Frame::new("?", "?", 0))
+        };
+        let (found, done) = self.locks.exited_holding(&self.last_alive, &held, site);
+        for f in &found {
+            self.out.lock(f);
+        }
+        if let Some(p) = self.probes.as_mut().filter(|_| !done.is_empty()) {
+            p.forget_held(&done);
+        }
+    }
+
     /// Looks for deadlock cycles among the goroutines parked in locks.
     pub fn check_deadlocks(&mut self) {
         let Some(probes) = self.probes.as_ref().filter(|p| p.lock_sites() > 0) else {

@@ -1,0 +1,53 @@
+//! A goroutine that returns without its Unlock: reported with where it took the
+//! lock, once it is gone.
+use std::time::Duration;
+use tracer_tests::*;
+
+fn missing_unlock_is_reported(go: Go) {
+    let bin = build_fixture("lockleak", go, &[]);
+    let (code, out, err) = run_tracer(
+        &[
+            "run",
+            "--mode",
+            "locks",
+            "--budget",
+            "0",
+            "--fail-on",
+            "lock",
+            "--format",
+            "json",
+            "--",
+            bin.to_str().unwrap(),
+            "-run",
+            "3s",
+        ],
+        Duration::from_secs(60),
+    );
+    assert_eq!(code, 1, "{err}{out}");
+    let finding = json_lines(&out)
+        .into_iter()
+        .find(|v| v["kind"] == "lock" && v["rule"] == "exited_holding_lock")
+        .unwrap_or_else(|| panic!("no exited_holding_lock in {out}"));
+    assert_eq!(finding["read"], false, "{finding}");
+    assert_eq!(
+        finding["site"]["function"], "main.(*store).put",
+        "{finding}"
+    );
+    assert!(
+        finding["site"]["file"]
+            .as_str()
+            .unwrap()
+            .ends_with("lockleak/main.go"),
+        "{finding}"
+    );
+}
+
+#[test]
+fn missing_unlock_default_go() {
+    missing_unlock_is_reported(Go::Default);
+}
+
+#[test]
+fn missing_unlock_oldest_go() {
+    missing_unlock_is_reported(Go::Oldest);
+}
