@@ -51,7 +51,7 @@ fn leaks_are_named_with_the_test_that_started_them() {
         .unwrap_or_else(|| panic!("{text}"));
     assert!(line.ends_with("(test TestLeak)"), "{line}");
     assert!(
-        line.contains("leak_test.go:11 in fixture/gotest.TestLeak.func1"),
+        line.contains("leak_test.go:16 in fixture/gotest.TestLeak.func1"),
         "{line}"
     );
     let _ = std::fs::remove_file(&bin);
