@@ -134,7 +134,10 @@ fn compat_matrix() {
         .iter()
         .filter(|c| c.bin.is_none() || c.results.iter().any(|r| !matches!(r, Some(Ok(())))))
         .count();
-    assert_eq!(failed, 0, "{failed} builds failed or were not traced as expected");
+    assert_eq!(
+        failed, 0,
+        "{failed} builds failed or were not traced as expected"
+    );
 }
 
 fn render(cells: &[Cell], secs: u64) -> String {
@@ -154,7 +157,10 @@ fn render(cells: &[Cell], secs: u64) -> String {
         for c in row {
             let text = match &c.bin {
                 None => {
-                    failures.push(format!("{} {} {}: go build failed", c.go, c.variant, c.flavour));
+                    failures.push(format!(
+                        "{} {} {}: go build failed",
+                        c.go, c.variant, c.flavour
+                    ));
                     "build failed".to_string()
                 }
                 Some(_) => {
@@ -164,7 +170,10 @@ fn render(cells: &[Cell], secs: u64) -> String {
                         .map(|(how, r)| match r {
                             Some(Ok(())) => format!("{how} ✓"),
                             Some(Err(e)) => {
-                                failures.push(format!("{} {} {} {how}: {e}", c.go, c.variant, c.flavour));
+                                failures.push(format!(
+                                    "{} {} {} {how}: {e}",
+                                    c.go, c.variant, c.flavour
+                                ));
                                 format!("{how} ✗")
                             }
                             None => format!("{how} –"),
@@ -195,4 +204,3 @@ fn render(cells: &[Cell], secs: u64) -> String {
     }
     s
 }
-

@@ -1,6 +1,8 @@
 //! The tasks the README names, each a thin sequence of commands.
 use crate::build::{build, cargo, go_command};
-use crate::setup::{self, build_dir, go_bin, root, run, DEFAULT_GO, NEWEST_GO, OLDEST_GO};
+use crate::setup::{
+    self, build_dir, caddy_bin, go_bin, root, run, DEFAULT_GO, NEWEST_GO, OLDEST_GO,
+};
 use anyhow::{bail, Context as _, Result};
 use std::io::{BufRead as _, BufReader};
 use std::path::PathBuf;
@@ -69,6 +71,7 @@ pub fn test(args: &[String]) -> Result<()> {
         .env("TRACER_GO", go_bin(DEFAULT_GO))
         .env("TRACER_GO_OLDEST", go_bin(OLDEST_GO))
         .env("TRACER_GO_NEWEST", go_bin(NEWEST_GO))
+        .env("TRACER_CADDY", caddy_bin())
         .env("TRACER_BUILD_DIR", build_dir().join("fixtures"))
         .env("GOCACHE", build_dir().join("gocache"))
         .env("GOPATH", build_dir().join("gopath")))?;
@@ -156,11 +159,7 @@ pub fn compat(args: &[String]) -> Result<()> {
         let (Some(b), Some(e)) = (text.find(COMPAT_BEGIN), text.find(COMPAT_END)) else {
             bail!("{} has no compat matrix markers", doc.display());
         };
-        let new = format!(
-            "{}{COMPAT_BEGIN}\n{table}{}",
-            &text[..b],
-            &text[e..]
-        );
+        let new = format!("{}{COMPAT_BEGIN}\n{table}{}", &text[..b], &text[e..]);
         std::fs::write(&doc, new)?;
         eprintln!("compat: table written into {}", doc.display());
     }
