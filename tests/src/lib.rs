@@ -84,7 +84,7 @@ pub fn build_go(go: &Path, name: &str, extra: &[&str], env: &[(&str, &str)], out
         .arg("build")
         .args(extra)
         .arg("-o")
-        .arg(&out)
+        .arg(out)
         .arg(".")
         .current_dir(fixtures_dir().join(name))
         .env("GOTOOLCHAIN", "local")

@@ -9,8 +9,14 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 use tracer_tests::*;
 
-/// (name, extra `go build` flags, environment).
-const VARIANTS: &[(&str, &[&str], &[(&str, &str)])] = &[
+/// A variant of every build: (name, extra `go build` flags, environment).
+type Variant = (
+    &'static str,
+    &'static [&'static str],
+    &'static [(&'static str, &'static str)],
+);
+
+const VARIANTS: &[Variant] = &[
     ("plain", &[], &[]),
     ("cgo", &["-tags=withcgo"], &[("CGO_ENABLED", "1")]),
     ("-gcflags=all=-l", &["-gcflags=all=-l"], &[]),
