@@ -72,11 +72,19 @@ pub fn build_fixture_env(name: &str, go: Go, extra: &[&str], env: &[(&str, &str)
     }
     let suffix = suffix.replace(['-', '=', ' ', '/'], "");
     let out = out_dir.join(format!("{name}{suffix}"));
-    let status = Command::new(go.bin())
+    let built = build_go(&go.bin(), name, extra, env, &out);
+    assert!(built, "go build of fixture {name} failed");
+    out
+}
+
+/// Builds `tests/fixtures/<name>` with the `go` command at `go` into `out`;
+/// false if `go build` failed (its errors go to stderr).
+pub fn build_go(go: &Path, name: &str, extra: &[&str], env: &[(&str, &str)], out: &Path) -> bool {
+    Command::new(go)
         .arg("build")
         .args(extra)
         .arg("-o")
-        .arg(&out)
+        .arg(out)
         .arg(".")
         .current_dir(fixtures_dir().join(name))
         .env("GOTOOLCHAIN", "local")
@@ -84,9 +92,98 @@ pub fn build_fixture_env(name: &str, go: Go, extra: &[&str], env: &[(&str, &str)
         .env("GOPROXY", "off")
         .envs(env.iter().copied())
         .status()
-        .expect("running go build");
-    assert!(status.success(), "go build of fixture {name} failed");
-    out
+        .expect("running go build")
+        .success()
+}
+
+/// Every scenario of the scenarios fixture that leaves goroutines stuck for good.
+pub const SCENARIOS: &str = "send,recv,wgfanout,rangeopen,circular,nilchan,timeout,panicrecover";
+
+/// The build flavours production ships: (name, `go build` flags).
+pub const FLAVOURS: &[(&str, &[&str])] = &[
+    ("default", &[]),
+    ("-ldflags=-s -w", &["-ldflags=-s -w"]),
+    ("-ldflags=-w", &["-ldflags=-w"]),
+    ("-buildmode=pie", &["-buildmode=pie"]),
+    ("-trimpath", &["-trimpath"]),
+];
+
+/// Attaches to the scenarios fixture at `bin` before its goroutines park (the
+/// park probes see them, the memory reads confirm them) and checks that the
+/// findings are exactly the goroutines the fixture announced, as it described
+/// them.
+pub fn scenarios_found_attached(bin: &Path) {
+    let mut fixture = start_fixture(bin, &["-only", SCENARIOS, "-delay", "1s"]);
+    let pid = fixture.pid().to_string();
+    let args: Vec<String> = [
+        "attach",
+        &pid,
+        "--format",
+        "json",
+        "--verbose",
+        "--duration",
+        "4s",
+        "--park-threshold",
+        "500ms",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let tracer = std::thread::spawn(move || {
+        let a: Vec<&str> = args.iter().map(String::as_str).collect();
+        run_tracer(&a, Duration::from_secs(60))
+    });
+    let records = fixture.until_ready();
+    let (code, out, err) = tracer.join().unwrap();
+    assert_eq!(code, 0, "{}: {err}", bin.display());
+    let expected = check_expectations(&records, &out, "long_parked");
+    assert_eq!(
+        finding_goids(&out, "long_parked"),
+        expected,
+        "{}\n{out}",
+        bin.display()
+    );
+    assert_eq!(
+        json_line(&out, "summary")["symbols_missing"],
+        serde_json::json!([]),
+        "{}",
+        bin.display()
+    );
+}
+
+/// Runs the scenarios fixture at `bin` under `tracer run` to its exit and checks
+/// that exactly the goroutines it announced are reported parked at exit.
+pub fn scenarios_found_under_run(bin: &Path) {
+    let (code, out, err) = run_tracer(
+        &[
+            "run",
+            "--format",
+            "json",
+            "--verbose",
+            "--fail-on",
+            "leak",
+            "--",
+            bin.to_str().unwrap(),
+            "-only",
+            SCENARIOS,
+            "-exit-after",
+            "300ms",
+        ],
+        Duration::from_secs(60),
+    );
+    let ctx = bin.display();
+    assert_eq!(code, 1, "{ctx}: --fail-on leak must fail: {err}\n{out}");
+    let expected = check_expectations(&program_records(&out), &out, "parked_at_exit");
+    assert_eq!(
+        finding_goids(&out, "parked_at_exit"),
+        expected,
+        "{ctx}\n{out}"
+    );
+    assert_eq!(
+        json_line(&out, "summary")["symbols_missing"],
+        serde_json::json!([]),
+        "{ctx}"
+    );
 }
 
 /// One protocol line: record type and its key=value pairs.

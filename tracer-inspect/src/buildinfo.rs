@@ -434,8 +434,9 @@ mod tests {
         assert_eq!(parse_modinfo(b""), (None, None, None));
         let tagged = modinfo_blob("mod\texample.com/m\tv1.4.2\th1:abc=");
         assert_eq!(parse_modinfo(&tagged).1.as_deref(), Some("v1.4.2"));
-        let (m, _, p) = parse_modinfo(&modinfo_blob("path\tcommand-line-arguments"));
+        let (m, v, p) = parse_modinfo(&modinfo_blob("path\tcommand-line-arguments"));
         assert_eq!(m, None);
+        assert_eq!(v, None);
         assert_eq!(p.as_deref(), Some("command-line-arguments"));
     }
 

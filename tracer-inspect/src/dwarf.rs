@@ -32,7 +32,31 @@ pub fn load(bin: &Binary) -> Result<Option<Dwarf>, InspectError> {
         Ok(EndianRcSlice::new(Rc::from(&*data), LittleEndian))
     };
     let dwarf = gimli::Dwarf::load(load)?;
+    // An externally linked cgo program built with -ldflags=-w keeps the DWARF
+    // of its C objects: DWARF, but none of Go's.
+    if !has_go_units(&dwarf) {
+        return Ok(None);
+    }
     Ok(Some(dwarf))
+}
+
+/// Whether any compile unit of `dwarf` is Go's (`DW_AT_language` Go).
+pub fn has_go_units<R: gimli::Reader>(dwarf: &gimli::Dwarf<R>) -> bool {
+    let mut units = dwarf.units();
+    while let Ok(Some(header)) = units.next() {
+        let Ok(abbrevs) = dwarf.abbreviations(&header) else {
+            continue;
+        };
+        let mut entries = header.entries(&abbrevs);
+        if let Ok(Some((_, root))) = entries.next_dfs() {
+            if let Ok(Some(gimli::AttributeValue::Language(gimli::DW_LANG_Go))) =
+                root.attr_value(gimli::DW_AT_language)
+            {
+                return true;
+            }
+        }
+    }
+    false
 }
 
 /// Struct-typed fields the tracer reads into, and their types: a field named

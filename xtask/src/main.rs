@@ -1,4 +1,4 @@
-//! Project tasks: `cargo xtask setup | build | demo | test | bench | lint | layouts`.
+//! Project tasks: `cargo xtask setup | build | demo | test | compat | bench | lint | layouts`.
 //!
 //! Built by the default stable toolchain, it installs the pinned toolchains the
 //! project needs (see `docs/toolchain.md`) and runs everything else through them, so a
@@ -18,6 +18,7 @@ fn main() -> ExitCode {
         Some("build") => build::build().map(|_| ()),
         Some("demo") => tasks::demo(&args[1..]),
         Some("test") => tasks::test(&args[1..]),
+        Some("compat") => tasks::compat(&args[1..]),
         Some("bench") => tasks::bench(&args[1..]),
         Some("lint") => tasks::lint(),
         Some("layouts") => layouts::layouts(&args[1..]),
@@ -29,6 +30,7 @@ fn main() -> ExitCode {
                  build                 build the tracer (release)\n  \
                  demo                  run the tracer against a bundled leaking Go service\n  \
                  test [ARGS]           the whole test suite (ARGS go to cargo test)\n  \
+                 compat [VERSION...]   the Go x build flavour matrix, written into docs/compatibility.md\n  \
                  bench [--quick]       overhead benchmark, writes build/bench/\n  \
                  lint                  cargo fmt --check and clippy -D warnings\n  \
                  layouts [VERSION...]  regenerate the Go struct layout table (one Go per minor)"

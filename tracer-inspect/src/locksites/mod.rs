@@ -309,7 +309,7 @@ pub fn scan(file: &object::File<'_>) -> Result<LockSiteScan, LockSiteError> {
         }
     })?;
     let dwarf = sections.borrow(|s| EndianSlice::new(s.as_ref(), LittleEndian));
-    if dwarf.debug_info.reader().is_empty() {
+    if dwarf.debug_info.reader().is_empty() || !crate::dwarf::has_go_units(&dwarf) {
         return scan_without_dwarf(file);
     }
     let mut w = Walker::new(&dwarf)?;
