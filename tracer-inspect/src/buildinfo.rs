@@ -427,12 +427,13 @@ mod tests {
         let blob = modinfo_blob(
             "path\texample.com/m/cmd/x\nmod\texample.com/m\t(devel)\t\nbuild\t-compiler=gc",
         );
-        let (m, p) = parse_modinfo(&blob);
+        let (m, v, p) = parse_modinfo(&blob);
         assert_eq!(m.as_deref(), Some("example.com/m"));
+        assert_eq!(v.as_deref(), Some("(devel)"));
         assert_eq!(p.as_deref(), Some("example.com/m/cmd/x"));
-        assert_eq!(parse_modinfo(b""), (None, None));
-        let (m, p) = parse_modinfo(&modinfo_blob("path\tcommand-line-arguments"));
-        assert_eq!(m, None);
+        assert_eq!(parse_modinfo(b""), (None, None, None));
+        let (m, v, p) = parse_modinfo(&modinfo_blob("path\tcommand-line-arguments"));
+        assert_eq!((m, v), (None, None));
         assert_eq!(p.as_deref(), Some("command-line-arguments"));
     }
 
