@@ -102,6 +102,7 @@ mod tests {
             start_function: start.map(std::sync::Arc::from),
             created_by: None,
             parent_goid: None,
+            wake_at_ns: None,
         }
     }
 

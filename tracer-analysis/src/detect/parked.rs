@@ -22,13 +22,19 @@ pub fn long_parked_except(
     let now = model.clock(now_ns);
     model
         .parked()
-        .filter(|g| g.reportable() && g.age_ns(now) > threshold_ns && !known(g.goid()))
+        .filter(|g| {
+            g.reportable()
+                && g.age_ns(now) > threshold_ns
+                && !g.timer_pending(now)
+                && !known(g.goid())
+        })
         .map(|g| GoroutineFinding::new(Rule::LongParked, g, now))
         .collect()
 }
 
 /// After the target exited, every reportable goroutine still parked: it can
-/// never resume, which is what goleak calls a leak.
+/// never resume, which is what goleak calls a leak. A wait a timer would have
+/// ended (`select` with `time.After`) is not one: the program exited first.
 pub fn parked_at_exit(model: &Model) -> Vec<GoroutineFinding> {
     parked_at_exit_except(model, |_| false)
 }
@@ -40,7 +46,7 @@ pub fn parked_at_exit_except(model: &Model, known: impl Fn(u64) -> bool) -> Vec<
     };
     model
         .parked()
-        .filter(|g| g.reportable() && !known(g.goid()))
+        .filter(|g| g.reportable() && g.parked.wake_at_ns.is_none() && !known(g.goid()))
         .map(|g| GoroutineFinding::new(Rule::ParkedAtExit, g, exit))
         .collect()
 }
@@ -123,6 +129,30 @@ mod tests {
         // A new park is a new park.
         m.apply(park(parked(5, 4 * SECOND, 44)));
         assert!(leaked(&m, 5 * SECOND).is_empty());
+    }
+
+    #[test]
+    fn timed_waits_are_long_parked_only_once_their_timer_is_overdue() {
+        let mut m = Model::new(&Config::default());
+        let mut ticker = parked(5, 0, 42);
+        ticker.wake_at_ns = Some(12 * SECOND);
+        m.apply(park(ticker));
+        let mut stopped = parked(6, 0, 43);
+        stopped.wake_at_ns = None;
+        m.apply(park(stopped));
+        let goids = |now| -> Vec<u64> {
+            long_parked(&m, now, THRESHOLD)
+                .iter()
+                .map(|f| f.goid)
+                .collect()
+        };
+        assert_eq!(goids(11 * SECOND), vec![6]);
+        assert_eq!(goids(13 * SECOND), vec![6], "within the grace");
+        assert_eq!(goids(14 * SECOND), vec![5, 6], "the timer is overdue");
+        // At exit, a timed wait is not a leak, however old.
+        m.apply(Input::TargetExit { ts_ns: 60 * SECOND });
+        let at_exit: Vec<u64> = parked_at_exit(&m).iter().map(|f| f.goid).collect();
+        assert_eq!(at_exit, vec![6]);
     }
 
     #[test]

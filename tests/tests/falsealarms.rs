@@ -1,0 +1,67 @@
+//! Healthy programs get no finding: goroutines parked before attach are not
+//! older than they are, and waits a timer will end are not stuck.
+use std::time::Duration;
+use tracer_tests::*;
+
+#[test]
+fn pollers_attached_after_an_idle_stretch_and_a_gc_burst_have_no_finding() {
+    // The fixture idles 12 s without a GC, then runs three: each parked poller's
+    // g.waitsince is stamped with the mark termination before the stretch. Its
+    // pollers wait 3 to 12 s on tickers and time.After timeouts.
+    let bin = build_fixture("idlepoll", Go::Default, &[]);
+    let mut fixture = start_fixture(&bin, &[]);
+    fixture.until_ready();
+    let pid = fixture.pid().to_string();
+    let (code, out, err) = run_tracer(
+        &[
+            "attach",
+            &pid,
+            "--format",
+            "json",
+            "--verbose",
+            "--duration",
+            "15s",
+            "--fail-on",
+            "any",
+        ],
+        Duration::from_secs(60),
+    );
+    assert_eq!(code, 0, "{err}\n{out}");
+    assert!(goroutine_findings(&out).is_empty(), "{out}");
+    assert!(fixture.alive(), "the fixture died under the tracer");
+}
+
+#[test]
+fn a_program_exiting_during_timed_waits_has_nothing_parked_at_exit() {
+    // Eight goroutines in a select with time.After(5ms) when main returns, and
+    // the pollers on their tickers: a timer would have woken every one.
+    let bin = build_fixture("idlepoll", Go::Default, &[]);
+    for mode in ["watch", "parks"] {
+        let (code, out, err) = run_tracer(
+            &[
+                "run",
+                "--mode",
+                mode,
+                "--format",
+                "json",
+                "--verbose",
+                "--fail-on",
+                "any",
+                "--",
+                bin.to_str().unwrap(),
+                "-idle",
+                "0s",
+                "-exit-after",
+                "200ms",
+            ],
+            Duration::from_secs(60),
+        );
+        assert_eq!(code, 0, "{mode}: {err}\n{out}");
+        assert!(goroutine_findings(&out).is_empty(), "{mode}: {out}");
+        assert_eq!(
+            json_line(&out, "summary")["stop"],
+            "target exited",
+            "{mode}: {out}"
+        );
+    }
+}
