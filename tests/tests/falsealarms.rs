@@ -65,3 +65,45 @@ fn a_program_exiting_during_timed_waits_has_nothing_parked_at_exit() {
         );
     }
 }
+
+#[test]
+fn an_idle_service_has_no_finding_but_what_it_is_told_to_ignore() {
+    // main waits on a signal.Notify channel, four workers on an empty job
+    // queue, an http.Client's keep-alive connection idles (persistConn's
+    // writeLoop in a select), and an event loop waits for events: only the
+    // event loop is a long park the tracer cannot tell from a stuck one.
+    let bin = build_fixture("idleservice", Go::Default, &[]);
+    let mut fixture = start_fixture(&bin, &[]);
+    fixture.until_ready();
+    let pid = fixture.pid().to_string();
+    let attach = |extra: &[&str]| {
+        let mut args = vec![
+            "attach",
+            &pid,
+            "--format",
+            "json",
+            "--verbose",
+            "--duration",
+            "3s",
+            "--park-threshold",
+            "1s",
+        ];
+        args.extend_from_slice(extra);
+        run_tracer(&args, Duration::from_secs(60))
+    };
+    let (code, out, err) = attach(&[]);
+    assert_eq!(code, 0, "{err}\n{out}");
+    let sites: Vec<String> = goroutine_findings(&out)
+        .iter()
+        .map(|f| f["site"]["function"].as_str().unwrap().to_string())
+        .collect();
+    assert!(!sites.is_empty(), "{out}");
+    assert!(
+        sites.iter().all(|s| s == "main.eventLoop"),
+        "{sites:?}\n{out}"
+    );
+    let (code, out, err) = attach(&["--ignore", "main.eventLoop", "--fail-on", "any"]);
+    assert_eq!(code, 0, "{err}\n{out}");
+    assert!(goroutine_findings(&out).is_empty(), "{out}");
+    assert!(fixture.alive(), "the fixture died under the tracer");
+}
