@@ -107,3 +107,39 @@ fn an_idle_service_has_no_finding_but_what_it_is_told_to_ignore() {
     assert!(goroutine_findings(&out).is_empty(), "{out}");
     assert!(fixture.alive(), "the fixture died under the tracer");
 }
+
+#[test]
+fn parallel_tests_waiting_for_serial_ones_have_no_finding() {
+    // Two t.Parallel tests wait 2.5 s in testing.(*T).Parallel, and main in
+    // testing.(*T).Run, past a 1 s threshold.
+    let bin = std::env::temp_dir().join(format!("paralleltest-{}.test", std::process::id()));
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/paralleltest");
+    let status = std::process::Command::new(Go::Default.bin())
+        .args(["test", "-c", "-o"])
+        .arg(&bin)
+        .current_dir(dir)
+        .env("GOTOOLCHAIN", "local")
+        .env("GOFLAGS", "-mod=mod")
+        .env("GOPROXY", "off")
+        .status()
+        .expect("go test -c");
+    assert!(status.success());
+    let (code, out, err) = run_tracer(
+        &[
+            "run",
+            "--format",
+            "json",
+            "--verbose",
+            "--park-threshold",
+            "1s",
+            "--fail-on",
+            "any",
+            "--",
+            bin.to_str().unwrap(),
+        ],
+        Duration::from_secs(60),
+    );
+    let _ = std::fs::remove_file(&bin);
+    assert_eq!(code, 0, "{err}\n{out}");
+    assert!(goroutine_findings(&out).is_empty(), "{out}");
+}
