@@ -22,6 +22,8 @@ pub struct Analyzer {
     announced: HashSet<(Rule, u64)>,
     /// `growing` groups already returned by [`Analyzer::tick`].
     announced_groups: BTreeSet<GroupKey>,
+    /// Goroutine findings returned by [`Analyzer::tick`] in all.
+    streamed: u64,
 }
 
 impl Analyzer {
@@ -33,6 +35,7 @@ impl Analyzer {
             config,
             announced: HashSet::new(),
             announced_groups: BTreeSet::new(),
+            streamed: 0,
         })
     }
 
@@ -67,6 +70,7 @@ impl Analyzer {
             .growing
             .findings_except(&self.model, now_ns, |key| announced_groups.contains(key));
 
+        self.streamed += goroutines.len() as u64;
         self.announced
             .extend(goroutines.iter().map(|g| (g.rule, g.goid)));
         self.announced_groups
@@ -111,9 +115,20 @@ impl Analyzer {
         Summary::new(inputs, &self.model, now_ns)
     }
 
-    /// The complete report at `now_ns`, ready for any renderer.
+    /// The complete report at `now_ns`, ready for any renderer. It says how
+    /// many findings [`Analyzer::tick`] streamed no longer hold (the goroutine
+    /// resumed or exited), so a report without findings never reads as if none
+    /// had been streamed.
     pub fn report(&self, now_ns: u64, inputs: SummaryInputs) -> Report {
-        Report::new(self.findings(now_ns), self.summary(now_ns, inputs))
+        let findings = self.findings(now_ns);
+        let mut summary = self.summary(now_ns, inputs);
+        let still = findings
+            .goroutines
+            .iter()
+            .filter(|g| self.announced.contains(&(g.rule, g.goid)))
+            .count() as u64;
+        summary.findings_resolved = self.streamed.saturating_sub(still);
+        Report::new(findings, summary)
     }
 
     pub fn model(&self) -> &Model {
@@ -315,6 +330,31 @@ mod tests {
         let found = a.tick(20 * SECOND);
         let goids: Vec<u64> = found.goroutines.iter().map(|g| g.goid).collect();
         assert_eq!(goids, vec![6]);
+    }
+
+    #[test]
+    fn the_final_report_tells_of_streamed_findings_that_resolved() {
+        let mut a = analyzer();
+        a.apply(park(parked(5, 0, 42)));
+        a.apply(park(parked(6, 0, 43)));
+        assert_eq!(a.tick(11 * SECOND).len(), 2);
+        a.apply(ready(12 * SECOND, 5, Some(12 * SECOND)));
+        let report = a.report(13 * SECOND, SummaryInputs::default());
+        assert_eq!(report.findings.goroutines.len(), 1);
+        assert_eq!(report.summary.findings_resolved, 1);
+        a.apply(exit(14 * SECOND, 6));
+        let report = a.report(15 * SECOND, SummaryInputs::default());
+        assert!(report.findings.is_empty());
+        assert_eq!(report.summary.findings_resolved, 2);
+        let mut out = Vec::new();
+        text::write(&report, &mut out).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert!(
+            text.starts_with(
+                "no goroutine is stuck now; 2 findings reported while tracing no longer hold"
+            ),
+            "{text}"
+        );
     }
 
     #[test]

@@ -24,8 +24,9 @@ pub struct Config {
     /// Upper bound of blocking sites with a duration histogram.
     pub max_sites: usize,
     /// Prefixes of function names never to report, like goleak's
-    /// `IgnoreTopFunction`: matched against the start function, the blocking site
-    /// and the top frame of a Go dump.
+    /// `IgnoreTopFunction` and `IgnoreAnyFunction`: matched against the start
+    /// function, the blocking site and every frame of the stack (the top frame
+    /// of a Go dump among them). Added to `system::BUILTIN_IGNORE`.
     pub ignore: Vec<String>,
 }
 

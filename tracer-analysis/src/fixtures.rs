@@ -27,6 +27,7 @@ pub fn parked(goid: u64, since_ns: u64, line: u32) -> Parked {
         start_function: Some("main.send".into()),
         created_by: Some(Frame::new("main.main", "/src/app/main.go", 17)),
         parent_goid: Some(1),
+        wake_at_ns: None,
     }
 }
 
@@ -51,6 +52,7 @@ pub fn system(goid: u64, since_ns: u64, start: &str) -> Parked {
             214,
         )),
         parent_goid: Some(1),
+        wake_at_ns: None,
     }
 }
 

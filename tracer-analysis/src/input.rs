@@ -118,6 +118,12 @@ pub struct Parked {
     /// The `go` statement that created it.
     pub created_by: Option<Frame>,
     pub parent_goid: Option<u64>,
+    /// `CLOCK_MONOTONIC` ns by which a timer the goroutine waits on will fire and
+    /// wake it (a `select` or receive on a `time.Timer`/`Ticker`/`time.After`
+    /// channel, Go 1.23+). Such a wait is timed, not stuck: `long_parked` waits for
+    /// the timer to be overdue, `parked_at_exit` leaves it out. None: untimed, or
+    /// not known.
+    pub wake_at_ns: Option<u64>,
 }
 
 /// One observation about the target, in the order the tracer saw them.

@@ -97,6 +97,9 @@ pub struct Summary {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub program: Option<ProgramEnd>,
     pub output_lines_dropped: u64,
+    /// Goroutine findings streamed while tracing that no longer hold at the
+    /// report (the goroutine resumed or exited).
+    pub findings_resolved: u64,
     /// Rendered as their own section and JSON lines.
     #[serde(skip)]
     pub histograms: Vec<SiteHistogram>,
@@ -122,6 +125,7 @@ impl Summary {
             stop: inputs.stop,
             program: inputs.program,
             output_lines_dropped: inputs.output_lines_dropped,
+            findings_resolved: 0,
             histograms: model.histograms(),
         }
     }

@@ -28,20 +28,64 @@ pub fn is_system_goroutine(start_function: Option<&str>) -> bool {
     name.starts_with("runtime.")
 }
 
+/// The standard library's own idle loops, never findings: each waits for work
+/// that may never come, by design (matched like `--ignore`, on any frame).
+pub const BUILTIN_IGNORE: &[&str] = &[
+    // A test that called t.Parallel waits for its siblings to finish first.
+    "testing.(*T).Parallel",
+    // An idle keep-alive connection of an http.Client: writeLoop waits in a
+    // select for the next request, readLoop for the next response.
+    "net/http.(*persistConn).writeLoop",
+    "net/http.(*persistConn).readLoop",
+    // database/sql's pool goroutine waits for requests for new connections.
+    "database/sql.(*DB).connectionOpener",
+    // signal.Notify's delivery loop (in a syscall-like wait on most versions).
+    "os/signal.signal_recv",
+    "os/signal.loop",
+];
+
+/// Wait reasons of the main goroutine that are how a program waits to be told
+/// to stop: `select {}`, a receive from a `signal.Notify` or done channel, a
+/// `WaitGroup` of its workers. Never findings: a service's `main` is parked
+/// for its whole life by design (its workers, if stuck, are reported
+/// themselves). A receive from a nil channel, a mutex, a send are not.
+const LIFETIME_WAITS: &[&str] = &[
+    "select (no cases)",
+    "select",
+    "chan receive",
+    "sync.WaitGroup.Wait",
+];
+
+/// Whether the goroutine is the main goroutine (started by `runtime.main`)
+/// waiting for the program's end (see [`LIFETIME_WAITS`]).
+pub fn is_lifetime_wait(parked: &Parked) -> bool {
+    parked.start_function.as_deref() == Some("runtime.main")
+        && LIFETIME_WAITS.contains(&&*parked.wait_reason)
+}
+
 /// The caller's ignore list, matched like goleak's `IgnoreTopFunction` and
-/// `IgnoreAnyFunction` prefixes, so users can reuse the patterns they already have.
+/// `IgnoreAnyFunction` prefixes, so users can reuse the patterns they already
+/// have, plus [`BUILTIN_IGNORE`].
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct IgnoreList {
     prefixes: Vec<String>,
 }
 
 impl IgnoreList {
+    /// Exactly these patterns.
     pub fn new(prefixes: Vec<String>) -> Self {
         IgnoreList { prefixes }
     }
 
+    /// These patterns and the built-in ones.
+    pub fn with_builtin(mut prefixes: Vec<String>) -> Self {
+        prefixes.extend(BUILTIN_IGNORE.iter().map(|p| p.to_string()));
+        IgnoreList { prefixes }
+    }
+
     /// Whether any pattern is a prefix of the start function, the blocking site's
-    /// function, or the top function of the goroutine's Go dump.
+    /// function, or any function of the stack (the top function of the
+    /// goroutine's Go dump among them).
     pub fn matches(&self, parked: &Parked, site_function: &str) -> bool {
         if self.prefixes.is_empty() {
             return false;
@@ -51,6 +95,7 @@ impl IgnoreList {
         candidates
             .into_iter()
             .flatten()
+            .chain(parked.frames.iter().map(|f| &*f.function))
             .any(|name| self.prefixes.iter().any(|p| name.starts_with(p.as_str())))
     }
 }
@@ -102,6 +147,7 @@ mod tests {
             start_function: start.map(std::sync::Arc::from),
             created_by: None,
             parent_goid: None,
+            wake_at_ns: None,
         }
     }
 
@@ -122,5 +168,45 @@ mod tests {
         assert!(by("internal/poll.runtime_pollWait"));
         assert!(!by("main."));
         assert!(!IgnoreList::default().matches(&p, "net.(*conn).Read"));
+    }
+
+    #[test]
+    fn ignore_matches_any_frame_and_the_builtin_idle_loops() {
+        let writer = parked(
+            Some("net/http.(*Transport).dialConn.gowrap3"),
+            &[
+                "runtime.gopark",
+                "runtime.selectgo",
+                "net/http.(*persistConn).writeLoop",
+                "net/http.(*Transport).dialConn.gowrap3",
+            ],
+        );
+        let site = "net/http.(*persistConn).writeLoop";
+        assert!(IgnoreList::with_builtin(vec![]).matches(&writer, site));
+        assert!(!IgnoreList::new(vec![]).matches(&writer, site));
+        assert!(IgnoreList::new(vec!["runtime.selectgo".into()]).matches(&writer, site));
+        let user = parked(Some("main.worker"), &["runtime.gopark", "main.worker"]);
+        assert!(!IgnoreList::with_builtin(vec![]).matches(&user, "main.worker"));
+    }
+
+    #[test]
+    fn main_waiting_for_the_end_is_a_lifetime_wait() {
+        let mut p = parked(Some("runtime.main"), &["runtime.gopark", "main.main"]);
+        for reason in [
+            "select (no cases)",
+            "chan receive",
+            "select",
+            "sync.WaitGroup.Wait",
+        ] {
+            p.wait_reason = reason.into();
+            assert!(is_lifetime_wait(&p), "{reason}");
+        }
+        for reason in ["chan receive (nil chan)", "sync.Mutex.Lock", "chan send"] {
+            p.wait_reason = reason.into();
+            assert!(!is_lifetime_wait(&p), "{reason}");
+        }
+        p.wait_reason = "chan receive".into();
+        p.start_function = Some("main.worker".into());
+        assert!(!is_lifetime_wait(&p));
     }
 }

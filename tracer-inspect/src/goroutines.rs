@@ -46,6 +46,11 @@ pub struct RawGoroutine {
     /// `g.sched.pc`: where the park left off; with `tracking_seq`, a park's
     /// identity (not `sched.sp`: the GC may move a parked goroutine's stack).
     pub sched_pc: u64,
+    /// The earliest firing time (nanotime) of the timers whose channels the
+    /// goroutine waits on (its `g.waiting` sudogs, one per select case, whose
+    /// `hchan.timer` is set: Go 1.23+): the runtime will wake it by then. None:
+    /// no timer channel among them, or a stopped timer (`when` 0).
+    pub timer_when: Option<i64>,
 }
 
 impl RawGoroutine {
@@ -71,6 +76,10 @@ pub struct Snapshot {
     pub live: u64,
     /// g structs that could not be read or changed while being read.
     pub skipped: u64,
+    /// `runtime.work.tstart` when the read began: when the last GC cycle's mark
+    /// termination started (nanotime), the value the next cycle's stack scans
+    /// stamp into `g.waitsince`. None when it could not be read.
+    pub gc_tstart: Option<i64>,
 }
 
 /// Reads all goroutines, walking the stack of each parked one.
@@ -125,8 +134,17 @@ pub fn snapshot_with(
         .map(|c| u64::from_le_bytes(*c))
         .collect();
     let sudog_c = off("runtime.sudog.c");
+    let timers = TimerOffsets {
+        sudog_c: sudog_c.unwrap_or(0),
+        waitlink: off("runtime.sudog.waitlink"),
+        timer: off("runtime.hchan.timer"),
+        when: off("runtime.timer.when"),
+    };
 
-    let mut snap = Snapshot::default();
+    let mut snap = Snapshot {
+        gc_tstart: gc_tstart(target, mem, bias),
+        ..Snapshot::default()
+    };
     // In blocks, each read batched (see `Memory::read_each`), so that the buffers
     // stay small with 100,000 goroutines; allocated once (fresh pages for each block
     // were a fifth of a read).
@@ -163,6 +181,7 @@ pub fn snapshot_with(
                 },
                 pcs: Vec::new(),
                 waiting_chan: 0,
+                timer_when: None,
                 tracking_seq: (fields[11] != 0).then(|| buf[fields[11] as usize]),
                 sched_pc: 0,
             };
@@ -212,6 +231,11 @@ pub fn snapshot_with(
                 if ok[k] {
                     p.0.waiting_chan = le64(&chans[k * 8..], 0);
                 }
+                // Only for parks the caller does not know yet: a timer's `when`
+                // moves only when it fires, which ends the park.
+                if walk[k] && p.4 != 0 && p.0.waiting_chan != 0 {
+                    p.0.timer_when = timers.earliest(mem, p.4);
+                }
             }
         }
         // Re-validate: each must still be the same goroutine, still in the same park.
@@ -231,6 +255,52 @@ pub fn snapshot_with(
         }
     }
     Some(snap)
+}
+
+/// `runtime.work.tstart`, if the binary names `runtime.work` and its layout.
+fn gc_tstart(target: &TargetInfo, mem: &Memory, bias: u64) -> Option<i64> {
+    let work = target.data.get("runtime.work")?;
+    let off = target.offsets.get("runtime.workType.tstart")?;
+    mem.u64(work.addr + bias + off).ok().map(|v| v as i64)
+}
+
+/// Where the timer of a channel a goroutine waits on is found.
+struct TimerOffsets {
+    sudog_c: u64,
+    waitlink: Option<u64>,
+    timer: Option<u64>,
+    when: Option<u64>,
+}
+
+/// Sudogs (select cases) followed at most: a timer among the first ones still
+/// wakes the goroutine.
+const MAX_SUDOGS: usize = 64;
+
+impl TimerOffsets {
+    /// The earliest pending `when` among the timer channels of the sudog list
+    /// starting at `sudog`. Best effort: the target runs on, so a torn read
+    /// gives None or a value the caller's re-validation (same park) discards.
+    fn earliest(&self, mem: &Memory, mut sudog: u64) -> Option<i64> {
+        let (waitlink, timer, when) = (self.waitlink?, self.timer?, self.when?);
+        let mut best: Option<i64> = None;
+        for _ in 0..MAX_SUDOGS {
+            if sudog == 0 {
+                break;
+            }
+            let c = mem.u64(sudog + self.sudog_c).ok()?;
+            if c != 0 {
+                let t = mem.u64(c + timer).ok()?;
+                if t != 0 {
+                    let w = mem.u64(t + when).ok()? as i64;
+                    if w > 0 {
+                        best = Some(best.map_or(w, |b| b.min(w)));
+                    }
+                }
+            }
+            sudog = mem.u64(sudog + waitlink).ok()?;
+        }
+        best
+    }
 }
 
 fn le64(buf: &[u8], off: u64) -> u64 {

@@ -355,11 +355,11 @@ mod tests {
         for l in t {
             for (ty, fields) in target::FIELDS {
                 for f in *fields {
-                    assert!(
-                        l.offset(&format!("{ty}.{f}")).is_some(),
-                        "1.{}: no {ty}.{f}",
-                        l.minor
-                    );
+                    let name = format!("{ty}.{f}");
+                    if target::optional_field(&name) && l.minor < 23 {
+                        continue;
+                    }
+                    assert!(l.offset(&name).is_some(), "1.{}: no {ty}.{f}", l.minor);
                 }
             }
             assert!(l.wait_reasons.len() > 30, "1.{}", l.minor);

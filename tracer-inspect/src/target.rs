@@ -37,6 +37,7 @@ const DATA_SYMBOLS: &[&str] = &[
     "runtime.allglen",
     "runtime.waitReasonStrings",
     "runtime.buildVersion",
+    "runtime.work",
 ];
 
 /// Fields of runtime structs the tracer reads, by `type.field` name.
@@ -62,11 +63,23 @@ pub const FIELDS: &[(&str, &[&str])] = &[
         ],
     ),
     ("runtime.m", &["curg"]),
-    ("runtime.hchan", &["lock", "elemtype", "qcount", "dataqsiz"]),
-    ("runtime.sudog", &["c", "elem", "g"]),
+    (
+        "runtime.hchan",
+        &["lock", "elemtype", "qcount", "dataqsiz", "timer"],
+    ),
+    ("runtime.sudog", &["c", "elem", "g", "waitlink"]),
+    ("runtime.timer", &["when"]),
+    ("runtime.workType", &["tstart"]),
     ("sync.RWMutex", &["w", "writerSem", "readerSem"]),
     ("sync.WaitGroup", &["sema"]),
 ];
+
+/// Fields some supported Go versions do not have, whose absence is not a loss:
+/// `hchan.timer` came with Go 1.23 (before it, a timer channel looks like any
+/// other).
+pub(crate) fn optional_field(name: &str) -> bool {
+    name == "runtime.hchan.timer"
+}
 
 /// A runtime function and where its probe goes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -217,7 +230,7 @@ impl TargetInfo {
                 reason: e.to_string(),
             })?;
             offsets.0 = found.offsets;
-            missing.extend(found.missing);
+            missing.extend(found.missing.into_iter().filter(|m| !optional_field(m)));
         } else if let Some(t) = table {
             for (ty, fields) in FIELDS {
                 for f in *fields {
@@ -226,6 +239,7 @@ impl TargetInfo {
                         Some(o) => {
                             offsets.0.insert(name, o);
                         }
+                        None if optional_field(&name) => {}
                         None => missing.push(name),
                     }
                 }

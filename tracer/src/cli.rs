@@ -167,6 +167,13 @@ pub struct TraceOpts {
         allow_hyphen_values = true
     )]
     pub leak_window: Duration,
+    /// Never report goroutines with a function whose name starts with this
+    /// (repeatable): matched against the start function, the blocking site and
+    /// every frame of the stack, like goleak's IgnoreTopFunction and
+    /// IgnoreAnyFunction (e.g. `main.(*Pool).worker`, `github.com/x/y.`). Added
+    /// to a built-in list of the standard library's idle loops.
+    #[arg(long = "ignore", value_name = "PATTERN")]
+    pub ignore: Vec<String>,
     /// Exit with code 1 when a finding of this kind was made: leak, long_parked,
     /// lock (any lock finding), any.
     #[arg(long, value_delimiter = ',')]

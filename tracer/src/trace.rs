@@ -74,6 +74,7 @@ pub fn trace(
     let config = Config {
         park_threshold: opts.park_threshold,
         leak_window: opts.leak_window,
+        ignore: opts.ignore.clone(),
         ..Config::default()
     };
     let analyzer = Analyzer::new(config).map_err(|e| anyhow::anyhow!("{e}"))?;

@@ -2,8 +2,33 @@
 //! exited, or proved leaked by the Go GC. All are plain functions of the model,
 //! so asking twice never double-reports.
 
+use std::collections::HashMap;
+
 use crate::findings::{GoroutineFinding, Rule};
-use crate::model::Model;
+use crate::input::Object;
+use crate::model::{Model, ParkedGoroutine};
+
+/// Channels two or more reportable goroutines wait to receive from: the queue
+/// of a pool of consumers (`for job := range jobs`), idle while there is no
+/// work. Such waits are not `long_parked` (a pool that leaks grows, and the
+/// `growing` rule sees it; one the GC proved unreachable is `leaked`).
+fn shared_queues(model: &Model) -> HashMap<u64, u32> {
+    let mut receivers: HashMap<u64, u32> = HashMap::new();
+    for g in model.parked().filter(|g| g.reportable()) {
+        if let Some(addr) = received_channel(g) {
+            *receivers.entry(addr).or_default() += 1;
+        }
+    }
+    receivers.retain(|_, n| *n >= 2);
+    receivers
+}
+
+fn received_channel(g: &ParkedGoroutine) -> Option<u64> {
+    match (&*g.parked.wait_reason, &g.parked.object) {
+        ("chan receive", Object::Channel { addr, .. }) if *addr != 0 => Some(*addr),
+        _ => None,
+    }
+}
 
 /// Every reportable goroutine parked for longer than `threshold_ns` at `now_ns`,
 /// with its age as of then.
@@ -20,15 +45,23 @@ pub fn long_parked_except(
     known: impl Fn(u64) -> bool,
 ) -> Vec<GoroutineFinding> {
     let now = model.clock(now_ns);
+    let queues = shared_queues(model);
     model
         .parked()
-        .filter(|g| g.reportable() && g.age_ns(now) > threshold_ns && !known(g.goid()))
+        .filter(|g| {
+            g.reportable()
+                && g.age_ns(now) > threshold_ns
+                && !g.timer_pending(now)
+                && !received_channel(g).is_some_and(|c| queues.contains_key(&c))
+                && !known(g.goid())
+        })
         .map(|g| GoroutineFinding::new(Rule::LongParked, g, now))
         .collect()
 }
 
 /// After the target exited, every reportable goroutine still parked: it can
-/// never resume, which is what goleak calls a leak.
+/// never resume, which is what goleak calls a leak. A wait a timer would have
+/// ended (`select` with `time.After`) is not one: the program exited first.
 pub fn parked_at_exit(model: &Model) -> Vec<GoroutineFinding> {
     parked_at_exit_except(model, |_| false)
 }
@@ -40,7 +73,7 @@ pub fn parked_at_exit_except(model: &Model, known: impl Fn(u64) -> bool) -> Vec<
     };
     model
         .parked()
-        .filter(|g| g.reportable() && !known(g.goid()))
+        .filter(|g| g.reportable() && g.parked.wake_at_ns.is_none() && !known(g.goid()))
         .map(|g| GoroutineFinding::new(Rule::ParkedAtExit, g, exit))
         .collect()
 }
@@ -123,6 +156,52 @@ mod tests {
         // A new park is a new park.
         m.apply(park(parked(5, 4 * SECOND, 44)));
         assert!(leaked(&m, 5 * SECOND).is_empty());
+    }
+
+    #[test]
+    fn timed_waits_are_long_parked_only_once_their_timer_is_overdue() {
+        let mut m = Model::new(&Config::default());
+        let mut ticker = parked(5, 0, 42);
+        ticker.wake_at_ns = Some(12 * SECOND);
+        m.apply(park(ticker));
+        let mut stopped = parked(6, 0, 43);
+        stopped.wake_at_ns = None;
+        m.apply(park(stopped));
+        let goids = |now| -> Vec<u64> {
+            long_parked(&m, now, THRESHOLD)
+                .iter()
+                .map(|f| f.goid)
+                .collect()
+        };
+        assert_eq!(goids(11 * SECOND), vec![6]);
+        assert_eq!(goids(13 * SECOND), vec![6], "within the grace");
+        assert_eq!(goids(14 * SECOND), vec![5, 6], "the timer is overdue");
+        // At exit, a timed wait is not a leak, however old.
+        m.apply(Input::TargetExit { ts_ns: 60 * SECOND });
+        let at_exit: Vec<u64> = parked_at_exit(&m).iter().map(|f| f.goid).collect();
+        assert_eq!(at_exit, vec![6]);
+    }
+
+    #[test]
+    fn an_idle_pool_sharing_a_queue_is_not_long_parked() {
+        let mut m = Model::new(&Config::default());
+        let receive = |goid, addr| {
+            let mut p = parked(goid, 0, 42);
+            p.wait_reason = "chan receive".into();
+            p.object = Object::Channel {
+                addr,
+                elem_type: None,
+            };
+            park(p)
+        };
+        m.apply(receive(5, 0x100));
+        m.apply(receive(6, 0x100));
+        m.apply(receive(7, 0x200));
+        let goids: Vec<u64> = long_parked(&m, 20 * SECOND, THRESHOLD)
+            .iter()
+            .map(|f| f.goid)
+            .collect();
+        assert_eq!(goids, vec![7], "a lone receiver is still reported");
     }
 
     #[test]

@@ -75,11 +75,24 @@ impl ParkedGoroutine {
         !self.system && !self.ignored
     }
 
+    /// Whether a timer it waits on will still wake it at `now_ns`: it is due
+    /// (within [`TIMER_GRACE_NS`] of its firing time) and the goroutine is
+    /// waiting for it, not stuck.
+    pub fn timer_pending(&self, now_ns: u64) -> bool {
+        self.parked
+            .wake_at_ns
+            .is_some_and(|w| now_ns <= w.saturating_add(TIMER_GRACE_NS))
+    }
+
     /// How long it has been parked at `now_ns` (zero if the clock looks backwards).
     pub fn age_ns(&self, now_ns: u64) -> u64 {
         now_ns.saturating_sub(self.parked.since_ns)
     }
 }
+
+/// How late a timer may fire before the wait it should end counts as overdue: a
+/// loaded machine runs timers late by milliseconds, not by seconds.
+pub const TIMER_GRACE_NS: u64 = 1_000_000_000;
 
 /// Members of one group that are parked right now.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

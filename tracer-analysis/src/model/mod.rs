@@ -14,7 +14,7 @@ pub use histograms::{SiteHistogram, SiteHistograms};
 use crate::config::Config;
 use crate::frames;
 use crate::input::{Input, Parked};
-use crate::system::{is_system_goroutine, IgnoreList};
+use crate::system::{is_lifetime_wait, is_system_goroutine, IgnoreList};
 
 /// Counts of what the model was fed and what it could not use; a report that
 /// hides these would make "no findings" unfalsifiable.
@@ -54,7 +54,7 @@ impl Model {
         Model {
             goroutines: Goroutines::new(config.max_goroutines),
             histograms: SiteHistograms::new(config.max_sites),
-            ignore: IgnoreList::new(config.ignore.clone()),
+            ignore: IgnoreList::with_builtin(config.ignore.clone()),
             stats: ModelStats::default(),
             first_ts: None,
             last_ts: 0,
@@ -137,7 +137,7 @@ impl Model {
     fn park(&mut self, ts_ns: u64, parked: Parked) {
         let site = frames::blocking_site(&parked.frames);
         let system = is_system_goroutine(parked.start_function.as_deref());
-        let ignored = self.ignore.matches(&parked, &site.function);
+        let ignored = self.ignore.matches(&parked, &site.function) || is_lifetime_wait(&parked);
         let key = GroupKey {
             site,
             created_by: parked.created_by.clone(),

@@ -124,6 +124,7 @@ mod tests {
             stop: String::new(),
             program: None,
             output_lines_dropped: 0,
+            findings_resolved: 0,
             histograms: vec![SiteHistogram {
                 site: Frame::new("main.get", "/src/app/pool.go", 88),
                 wait_reason: "chan send".into(),
@@ -255,6 +256,7 @@ mod tests {
                 "drops",
                 "duration_ns",
                 "events",
+                "findings_resolved",
                 "goroutines_dropped",
                 "goroutines_parked",
                 "goroutines_seen",

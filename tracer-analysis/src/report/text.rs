@@ -21,7 +21,15 @@ use crate::summary::Summary;
 /// histograms, then the summary, which is printed even when everything is zero.
 pub fn write(report: &Report, out: &mut dyn Write) -> Result<(), ReportError> {
     if report.sites.is_empty() && report.findings.groups.is_empty() {
-        writeln!(out, "no stuck or leaking goroutines found")?;
+        match report.summary.findings_resolved {
+            0 => writeln!(out, "no stuck or leaking goroutines found")?,
+            n => writeln!(
+                out,
+                "no goroutine is stuck now; {n} finding{} reported while tracing no longer hold{} (the goroutine resumed or exited)",
+                if n == 1 { "" } else { "s" },
+                if n == 1 { "s" } else { "" },
+            )?,
+        }
         writeln!(out)?;
     }
     for group in report.sites.iter().chain(&report.findings.groups) {
@@ -366,6 +374,7 @@ mod tests {
             stop: String::new(),
             program: None,
             output_lines_dropped: 0,
+            findings_resolved: 0,
             histograms: vec![SiteHistogram {
                 site: Frame::new("main.(*pool).get", "/src/app/pool.go", 88),
                 wait_reason: "chan send".into(),

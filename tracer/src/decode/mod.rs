@@ -138,6 +138,8 @@ impl<'t> Decoder<'t> {
                         start_function: self.symbolizer.function(ev.startpc),
                         created_by: self.symbolizer.pc(ev.gopc, true).as_ref().map(to_frame),
                         parent_goid: (ev.peer_goid != 0).then_some(ev.peer_goid),
+                        // The next memory read says whether a timer ends it.
+                        wake_at_ns: None,
                     },
                 })
             }
@@ -249,6 +251,7 @@ impl<'t> Decoder<'t> {
             start_function: self.symbolizer.function(g.startpc),
             created_by: created_by.as_ref().map(to_frame),
             parent_goid: (g.parent_goid != 0).then_some(g.parent_goid),
+            wake_at_ns: g.timer_when.map(|w| w as u64),
         };
         ParkedRead {
             created_by,
@@ -268,10 +271,23 @@ pub struct ParkDating {
     pub kernel: Option<ParkState>,
     /// The semaphore announced before a sync wait (0 if none).
     pub sema: u64,
+    /// `runtime.work.tstart` at the read (see [`ParkDating::since`]).
+    pub gc_tstart: Option<i64>,
 }
 
 impl ParkDating {
     /// When the park began, and whether that is exact. An age is never overstated.
+    ///
+    /// `g.waitsince` is not the park time: the GC's stack scan stamps it, on the
+    /// first scan that finds the goroutine waiting, with `work.tstart`, which at
+    /// that point still holds the start of the *previous* cycle's mark
+    /// termination (`gcMark` sets it then). After an idle stretch without a GC
+    /// that is long before the park. What the stamp does prove: the goroutine was
+    /// parked (and has not run since: `execute` clears it) when the cycle that
+    /// stamped it ended, so at every later mark termination too. So a park known
+    /// only from the stamp is dated at the latest mark termination, when that is
+    /// later than the stamp; else (the stamping cycle is still running, or no
+    /// `tstart` to compare with) at the read.
     fn since(&self, g: &RawGoroutine) -> (u64, bool) {
         match (self.kernel, self.last_read) {
             (Some(k), _)
@@ -285,10 +301,12 @@ impl ParkDating {
             // now. Counted from now, so an age is never overstated (and understated
             // by at most the interval).
             (_, Some(last)) if self.now - last <= 2 * SNAPSHOT_INTERVAL_NS => (self.now, true),
-            _ if g.wait_since > 0 && (g.wait_since as u64) <= self.now => {
-                (g.wait_since as u64, false)
-            }
-            _ => (self.now, false),
+            _ => match self.gc_tstart {
+                Some(t) if g.wait_since > 0 && t > g.wait_since && (t as u64) <= self.now => {
+                    (t as u64, false)
+                }
+                _ => (self.now, false),
+            },
         }
     }
 }
@@ -333,4 +351,62 @@ fn shared_frames(
 
 fn to_frame(f: &SourceFrame) -> Frame {
     Frame::new(f.function.clone(), f.file.clone(), f.line)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const S: u64 = 1_000_000_000;
+
+    fn g(wait_since: i64) -> RawGoroutine {
+        RawGoroutine {
+            goid: 7,
+            status: 4,
+            wait_reason: 3,
+            wait_since,
+            gopc: 0,
+            startpc: 0,
+            parent_goid: 0,
+            pcs: Vec::new(),
+            waiting_chan: 0,
+            tracking_seq: Some(1),
+            sched_pc: 0,
+            timer_when: None,
+        }
+    }
+
+    fn first_read(now: u64, gc_tstart: Option<i64>) -> ParkDating {
+        ParkDating {
+            now,
+            last_read: None,
+            kernel: None,
+            sema: 0,
+            gc_tstart,
+        }
+    }
+
+    #[test]
+    fn a_gc_stamp_dates_a_park_no_earlier_than_the_last_mark_termination() {
+        // Idle from 40 s to 100 s, then a GC burst: the first cycle's scan
+        // stamped the stale tstart of 40 s; its mark termination was at 100 s.
+        let at = first_read(101 * S, Some(100 * S as i64));
+        assert_eq!(at.since(&g(40 * S as i64)), (100 * S, false));
+        // The stamping cycle still runs (tstart is what it stamped): dated now.
+        let at = first_read(101 * S, Some(40 * S as i64));
+        assert_eq!(at.since(&g(40 * S as i64)), (101 * S, false));
+        // No stamp, or no tstart to check it against: dated now.
+        assert_eq!(at.since(&g(0)), (101 * S, false));
+        let at = first_read(101 * S, None);
+        assert_eq!(at.since(&g(40 * S as i64)), (101 * S, false));
+    }
+
+    #[test]
+    fn parks_between_reads_are_dated_at_the_read() {
+        let at = ParkDating {
+            last_read: Some(100 * S),
+            ..first_read(101 * S, Some(90 * S as i64))
+        };
+        assert_eq!(at.since(&g(10 * S as i64)), (101 * S, true));
+    }
 }

@@ -514,6 +514,7 @@ impl<'t> Session<'t> {
                     .filter(|_| sync_wait)
                     .and_then(|k| k.sema(g.goid))
                     .unwrap_or(0),
+                gc_tstart: snap.gc_tstart,
             };
             let read = self.decoder.parked(&g, reason, dating);
             if self.opts.events {
