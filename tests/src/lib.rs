@@ -359,6 +359,27 @@ pub fn run_tracer(args: &[&str], limit: Duration) -> (i32, String, String) {
     finish(tracer().args(args), limit)
 }
 
+/// `tracer run --mode locks --budget 0 --fail-on lock --format json -- BIN ARGS`:
+/// every lock operation seen, a lock finding fails the run.
+pub fn run_locks_mode(bin: &Path, args: &[&str]) -> (i32, String, String) {
+    let mut all = vec![
+        "run",
+        "--mode",
+        "locks",
+        "--budget",
+        "0",
+        "--fail-on",
+        "lock",
+        "--format",
+        "json",
+        "--",
+    ];
+    let bin = bin.to_str().expect("a UTF-8 path");
+    all.push(bin);
+    all.extend_from_slice(args);
+    run_tracer(&all, Duration::from_secs(60))
+}
+
 /// Runs `cmd` to completion within `limit`, polling; returns (exit code, stdout,
 /// stderr).
 pub fn finish(cmd: &mut Command, limit: Duration) -> (i32, String, String) {

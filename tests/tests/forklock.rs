@@ -2,28 +2,12 @@
 //! `releaseForkLock`) takes its two locks in both orders and shares a write lock
 //! between goroutines, safely: a program that starts subprocesses concurrently
 //! gets no lock finding, and the edges left out are counted.
-use std::time::Duration;
 use tracer_tests::*;
 
 fn execuser_is_clean_under_locks_mode(go: Go) {
     let bin = build_fixture("execuser", go, &[]);
     for _ in 0..3 {
-        let (code, out, err) = run_tracer(
-            &[
-                "run",
-                "--mode",
-                "locks",
-                "--budget",
-                "0",
-                "--fail-on",
-                "lock",
-                "--format",
-                "json",
-                "--",
-                bin.to_str().unwrap(),
-            ],
-            Duration::from_secs(60),
-        );
+        let (code, out, err) = run_locks_mode(&bin, &[]);
         let locks: Vec<_> = json_lines(&out)
             .into_iter()
             .filter(|v| v["kind"] == "lock")

@@ -1,28 +1,10 @@
 //! A goroutine that returns without its Unlock: reported with where it took the
 //! lock, once it is gone.
-use std::time::Duration;
 use tracer_tests::*;
 
 fn missing_unlock_is_reported(go: Go) {
     let bin = build_fixture("lockleak", go, &[]);
-    let (code, out, err) = run_tracer(
-        &[
-            "run",
-            "--mode",
-            "locks",
-            "--budget",
-            "0",
-            "--fail-on",
-            "lock",
-            "--format",
-            "json",
-            "--",
-            bin.to_str().unwrap(),
-            "-run",
-            "3s",
-        ],
-        Duration::from_secs(60),
-    );
+    let (code, out, err) = run_locks_mode(&bin, &["-run", "3s"]);
     assert_eq!(code, 1, "{err}{out}");
     let finding = json_lines(&out)
         .into_iter()

@@ -1,26 +1,10 @@
 //! A recursive read lock is a deadlock waiting for a writer: reported when it
 //! happens, with no writer waiting.
-use std::time::Duration;
 use tracer_tests::*;
 
 fn recursive_rlock_is_reported(go: Go) {
     let bin = build_fixture("rlocktwice", go, &[]);
-    let (code, out, err) = run_tracer(
-        &[
-            "run",
-            "--mode",
-            "locks",
-            "--budget",
-            "0",
-            "--fail-on",
-            "lock",
-            "--format",
-            "json",
-            "--",
-            bin.to_str().unwrap(),
-        ],
-        Duration::from_secs(60),
-    );
+    let (code, out, err) = run_locks_mode(&bin, &[]);
     assert_eq!(code, 1, "{err}{out}");
     let finding = json_lines(&out)
         .into_iter()
