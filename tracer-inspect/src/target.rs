@@ -116,6 +116,9 @@ pub struct TargetInfo {
     /// Path the executable is opened through (`/proc/PID/exe` in attach mode).
     pub exe: PathBuf,
     pub go_version: String,
+    /// The main module's path and version, from the build info (for labels).
+    pub main_module: Option<String>,
+    pub main_version: Option<String>,
     pub pie: bool,
     pub funcs: HashMap<String, RuntimeFunc>,
     pub data: HashMap<String, Symbol>,
@@ -278,6 +281,8 @@ impl TargetInfo {
             pid,
             exe: exe.to_path_buf(),
             go_version,
+            main_module: info.main_path.clone(),
+            main_version: info.main_version.clone(),
             pie,
             funcs,
             data,

@@ -1,5 +1,6 @@
 //! The one clock every part of the agent and the kernel programs agree on:
-//! `CLOCK_MONOTONIC`, which is what `bpf_ktime_get_ns` reads.
+//! `CLOCK_MONOTONIC`, which is what `bpf_ktime_get_ns` reads; and the wall clock,
+//! for the one timestamp that leaves the host (a pprof profile's).
 
 /// Now, in monotonic nanoseconds.
 pub fn monotonic_ns() -> u64 {
@@ -10,4 +11,11 @@ pub fn monotonic_ns() -> u64 {
     // SAFETY: valid out-pointer.
     unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+/// Wall-clock time in Unix nanoseconds (a profile's timestamp), 0 if unknown.
+pub fn wall_ns() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as i64)
 }

@@ -291,9 +291,7 @@ pub fn trace(
     };
     let report = analyzer.report(now, inputs);
     if let Some(file) = pprof {
-        let wall = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos() as i64);
+        let wall = crate::clock::wall_ns();
         let mut file = std::io::BufWriter::new(file);
         let program = target.exe.to_string_lossy();
         tracer_analysis::report::pprof::write(analyzer.model(), now, wall, &program, &mut file)

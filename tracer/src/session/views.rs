@@ -29,9 +29,7 @@ impl Session<'_> {
 
     /// The target's pprof profile now (see `--pprof`).
     pub(super) fn render_pprof(&self) -> Vec<u8> {
-        let wall = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos() as i64);
+        let wall = crate::clock::wall_ns();
         let exe = self.target.exe.to_string_lossy();
         let mut out = Vec::new();
         let _ = tracer_analysis::report::pprof::write(
@@ -89,17 +87,13 @@ pub(super) fn metric_labels(target: &TargetInfo, pid: u32) -> Vec<(String, Strin
         ("executable".to_string(), exe.display().to_string()),
         ("go_version".to_string(), target.go_version.clone()),
     ];
-    let info = tracer_inspect::binary::Binary::open(&target.exe)
-        .ok()
-        .and_then(|b| tracer_inspect::buildinfo::read(&b.object().ok()?).ok());
-    if let Some(info) = info {
-        for (name, value) in [
-            ("module", info.main_path),
-            ("module_version", info.main_version),
-        ] {
-            if let Some(v) = value {
-                labels.push((name.to_string(), v));
-            }
+    // The build info was read at inspection: not parsed again per target.
+    for (name, value) in [
+        ("module", &target.main_module),
+        ("module_version", &target.main_version),
+    ] {
+        if let Some(v) = value {
+            labels.push((name.to_string(), v.clone()));
         }
     }
     if let Some(id) = container_id(pid) {
