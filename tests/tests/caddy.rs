@@ -112,81 +112,81 @@ impl Load {
 /// What a report says is wrong (`lock_hold` lines are hold-time histograms).
 const FINDINGS: &[&str] = &["goroutine", "group", "lock"];
 
+/// Attaches in `mode` (for `duration`, but in snapshot mode) to the server at
+/// `pid` while `load` runs, and checks that nothing is reported, nothing is
+/// missing, and requests are served while attached.
+fn no_finding(pid: &str, load: &Load, mode: &str, duration: &str) {
+    let before = load.served();
+    let mut args = vec!["attach", pid, "--format", "json", "--mode", mode];
+    if mode != "snapshot" {
+        args.extend(["--duration", duration]);
+    }
+    let (code, out, err) = run_tracer(&args, Duration::from_secs(60));
+    assert_eq!(code, 0, "{mode}: {err}\n{out}");
+    assert!(err.contains("snapshot: "), "{mode}: {err}");
+    if mode != "snapshot" {
+        assert!(err.contains("attached "), "{mode}: {err}");
+    }
+    let summary = json_line(&out, "summary");
+    assert_eq!(summary["symbols_missing"], serde_json::json!([]), "{mode}");
+    assert_eq!(summary["probes_failed"], serde_json::json!([]), "{mode}");
+    let findings: Vec<_> = json_lines(&out)
+        .into_iter()
+        .filter(|v| FINDINGS.iter().any(|k| v["kind"] == *k))
+        .collect();
+    assert!(
+        findings.is_empty(),
+        "{mode}: findings on a healthy server: {findings:?}"
+    );
+    if mode == "locks" {
+        assert!(
+            summary["probe_hits"]["lock_sites"].as_u64() > Some(0),
+            "{summary}"
+        );
+    }
+    if mode == "parks" || mode == "locks" {
+        assert!(
+            summary["probe_hits"]["park"].as_u64() > Some(0),
+            "{summary}"
+        );
+    }
+    if mode != "snapshot" {
+        let after = load.served();
+        eprintln!("{mode}: {} requests served while attached", after - before);
+        assert!(after > before, "{mode}: no request served while attached");
+    }
+}
+
 #[test]
 fn a_stripped_release_binary_under_load() {
-    // A fresh server for each mode: its daemon goroutines (signal handlers, the
-    // certificate maintenance loops, `main` in `select {}`) wait for good, and
-    // would be long_parked after 10 s.
-    for mode in ["snapshot", "watch", "parks", "locks"] {
-        let (mut caddy, addr) = start_caddy();
-        let pid = caddy.pid().to_string();
-        let load = Load::start(&addr);
-        let before = load.served();
-        let mut args = vec!["attach", &pid, "--format", "json", "--mode", mode];
-        if mode != "snapshot" {
-            args.extend(["--duration", "3s"]);
-        }
-        let (code, out, err) = run_tracer(&args, Duration::from_secs(60));
-        assert_eq!(code, 0, "{mode}: {err}\n{out}");
-        assert!(err.contains("snapshot: "), "{mode}: {err}");
-        if mode != "snapshot" {
-            assert!(err.contains("attached "), "{mode}: {err}");
-        }
-        let summary = json_line(&out, "summary");
-        assert_eq!(summary["symbols_missing"], serde_json::json!([]), "{mode}");
-        assert_eq!(summary["probes_failed"], serde_json::json!([]), "{mode}");
-        let findings: Vec<_> = json_lines(&out)
-            .into_iter()
-            .filter(|v| FINDINGS.iter().any(|k| v["kind"] == *k))
-            .collect();
-        assert!(
-            findings.is_empty(),
-            "{mode}: findings on a healthy server: {findings:?}"
-        );
-        if mode == "locks" {
-            assert!(
-                summary["probe_hits"]["lock_sites"].as_u64() > Some(0),
-                "{summary}"
-            );
-        }
-        if mode == "parks" || mode == "locks" {
-            assert!(
-                summary["probe_hits"]["park"].as_u64() > Some(0),
-                "{summary}"
-            );
-        }
-        if mode != "snapshot" {
-            let after = load.served();
-            eprintln!("{mode}: {} requests served while attached", after - before);
-            assert!(after > before, "{mode}: no request served while attached");
-        }
-        assert!(caddy.alive(), "{mode}: caddy exited");
-        load.stop();
-        caddy.kill();
-    }
-
-    // Every goroutine, with its stack (goroutines in `IO wait` or `sleep` are
-    // idle, never reported): the functions are Caddy's and Go's own names, each
-    // frame with a file and line.
+    // One server for every mode. The first attach outlasts the default 10 s
+    // threshold from the server's start, so its daemon goroutines (signal
+    // handlers on `chan os.Signal`, the certificate maintenance loops on
+    // tickers, `main` in `select {}`) cross it while watched; the later ones see
+    // them parked for longer than that already.
     let (mut caddy, addr) = start_caddy();
     let pid = caddy.pid().to_string();
     let load = Load::start(&addr);
+    no_finding(&pid, &load, "watch", "12s");
+    for mode in ["snapshot", "parks", "locks"] {
+        no_finding(&pid, &load, mode, "3s");
+        assert!(caddy.alive(), "{mode}: caddy exited");
+    }
+
+    // Every parked goroutine, with its stack, as `--events` lists them (those
+    // in `IO wait` or `sleep` are idle and left out): the functions are Caddy's
+    // and Go's own names, each frame with a file and line.
     let (code, out, err) = run_tracer(
         &[
-            "attach",
-            &pid,
-            "--mode",
-            "snapshot",
-            "--park-threshold",
-            "0",
-            "--verbose",
-            "--format",
-            "json",
+            "attach", &pid, "--mode", "snapshot", "--events", "--format", "json",
         ],
         Duration::from_secs(60),
     );
     assert_eq!(code, 0, "{err}");
-    let gs = goroutine_findings(&out);
+    let gs: Vec<_> = json_lines(&out)
+        .into_iter()
+        .filter(|v| v["kind"] == "event" && v["event"] == "parked")
+        .collect();
     assert!(gs.len() >= 4, "{out}");
     let mut functions = Vec::new();
     for g in &gs {
@@ -210,15 +210,19 @@ fn a_stripped_release_binary_under_load() {
         let start = g["start_function"].as_str().unwrap_or("");
         assert!(!start.is_empty() && !start.contains('?'), "{g}");
     }
-    // Caddy's signal handlers, as Go's dump names them. (`main` in `select {}`,
-    // and the certificate maintenance loop on its ticker, are idle by design and
-    // left out of the findings even at threshold 0.)
+    // Caddy's signal handlers, as Go's dump names them, waiting on channels
+    // whose element type is read from the stripped binary's type descriptors.
     for want in [
         "github.com/caddyserver/caddy/v2.trapSignalsPosix.func1",
         "github.com/caddyserver/caddy/v2.trapSignalsCrossPlatform.func1",
-        "runtime.chanrecv1",
-        "runtime.gopark",
     ] {
+        let g = gs
+            .iter()
+            .find(|g| g["site"]["function"] == want)
+            .unwrap_or_else(|| panic!("no goroutine parked in {want}:\n{out}"));
+        assert_eq!(g["object"]["elem_type"], "os.Signal", "{g}");
+    }
+    for want in ["runtime.chanrecv1", "runtime.gopark"] {
         assert!(
             functions.iter().any(|f| f == want),
             "no frame {want} in:\n{out}"

@@ -70,8 +70,9 @@ fn a_program_exiting_during_timed_waits_has_nothing_parked_at_exit() {
 fn an_idle_service_has_no_finding_but_what_it_is_told_to_ignore() {
     // main waits on a signal.Notify channel, four workers on an empty job
     // queue, an http.Client's keep-alive connection idles (persistConn's
-    // writeLoop in a select), and an event loop waits for events: only the
-    // event loop is a long park the tracer cannot tell from a stuck one.
+    // writeLoop in a select), two handlers wait for signals (a range and a
+    // select over `chan os.Signal`), and an event loop waits for events: only
+    // the event loop is a long park the tracer cannot tell from a stuck one.
     let bin = build_fixture("idleservice", Go::Default, &[]);
     let mut fixture = start_fixture(&bin, &[]);
     fixture.until_ready();

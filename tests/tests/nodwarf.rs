@@ -39,6 +39,8 @@ fn normalized(records: &[Record], out: &str, rule: &str) -> Vec<String> {
         if let Some(addr) = e.get("object").strip_prefix("chan:0x") {
             let addr = u64::from_str_radix(addr, 16).unwrap();
             assert_eq!(f["object"]["addr"].as_u64(), Some(addr), "{ctx}");
+            // The element type, named from the type descriptor as reflect does.
+            assert!(f["object"]["elem_type"].is_string(), "{ctx}");
         }
         v.push(
             serde_json::json!({
@@ -49,6 +51,7 @@ fn normalized(records: &[Record], out: &str, rule: &str) -> Vec<String> {
                 "start_function": f["start_function"],
                 "created_by": f["created_by"],
                 "object": f["object"]["kind"],
+                "elem_type": f["object"]["elem_type"],
             })
             .to_string(),
         );

@@ -33,3 +33,4 @@ pub use input::{Frame, Input, Object, Parked};
 pub use model::{Model, SiteHistogram};
 pub use report::{Report, ReportError};
 pub use summary::{ProgramEnd, Summary, SummaryInputs};
+pub use system::SIGNAL_TYPE;

@@ -2,7 +2,7 @@
 //! design for the life of the process, and whatever the caller chose to ignore.
 
 use crate::frames;
-use crate::input::Parked;
+use crate::input::{Object, Parked};
 
 /// Go's `isSystemGoroutine` (`runtime/traceback.go`, Go 1.26) decided from the
 /// start function's name alone, which is all a snapshot or a probe gives us.
@@ -56,11 +56,22 @@ const LIFETIME_WAITS: &[&str] = &[
     "sync.WaitGroup.Wait",
 ];
 
-/// Whether the goroutine is the main goroutine (started by `runtime.main`)
-/// waiting for the program's end (see [`LIFETIME_WAITS`]).
+/// The element type of the channels `signal.Notify` delivers to.
+pub const SIGNAL_TYPE: &str = "os.Signal";
+
+/// Whether the goroutine waits for the program's end: the main goroutine
+/// (started by `runtime.main`) in one of [`LIFETIME_WAITS`], or any goroutine
+/// receiving from a `chan os.Signal` (alone or as a select case), the shape of
+/// every shutdown handler; it is woken by the signal, not by other goroutines.
 pub fn is_lifetime_wait(parked: &Parked) -> bool {
-    parked.start_function.as_deref() == Some("runtime.main")
-        && LIFETIME_WAITS.contains(&&*parked.wait_reason)
+    let main = parked.start_function.as_deref() == Some("runtime.main")
+        && LIFETIME_WAITS.contains(&&*parked.wait_reason);
+    main || waits_for_signal(parked)
+}
+
+fn waits_for_signal(parked: &Parked) -> bool {
+    matches!(&*parked.wait_reason, "chan receive" | "select")
+        && matches!(&parked.object, Object::Channel { elem_type: Some(t), .. } if t == SIGNAL_TYPE)
 }
 
 /// The caller's ignore list, matched like goleak's `IgnoreTopFunction` and
@@ -207,6 +218,28 @@ mod tests {
         }
         p.wait_reason = "chan receive".into();
         p.start_function = Some("main.worker".into());
+        assert!(!is_lifetime_wait(&p));
+    }
+
+    #[test]
+    fn any_goroutine_receiving_a_signal_is_a_lifetime_wait() {
+        let mut p = parked(
+            Some("main.trap.func1"),
+            &["runtime.gopark", "main.trap.func1"],
+        );
+        let chan = |t: &str| Object::Channel {
+            addr: 0xc000,
+            elem_type: Some(t.into()),
+        };
+        for reason in ["chan receive", "select"] {
+            p.wait_reason = reason.into();
+            p.object = chan(SIGNAL_TYPE);
+            assert!(is_lifetime_wait(&p), "{reason}");
+            p.object = chan("int");
+            assert!(!is_lifetime_wait(&p), "{reason}");
+        }
+        p.wait_reason = "chan send".into();
+        p.object = chan(SIGNAL_TYPE);
         assert!(!is_lifetime_wait(&p));
     }
 }

@@ -51,6 +51,10 @@ pub struct RawGoroutine {
     /// `hchan.timer` is set: Go 1.23+): the runtime will wake it by then. None:
     /// no timer channel among them, or a stopped timer (`when` 0).
     pub timer_when: Option<i64>,
+    /// The channels the goroutine waits on (its `g.waiting` sudogs) with their
+    /// element type descriptors (`hchan.elemtype`, run-time addresses), for parks
+    /// the caller did not know yet: names them with [`crate::typenames`].
+    pub waiting_chans: Vec<(u64, u64)>,
 }
 
 impl RawGoroutine {
@@ -134,11 +138,12 @@ pub fn snapshot_with(
         .map(|c| u64::from_le_bytes(*c))
         .collect();
     let sudog_c = off("runtime.sudog.c");
-    let timers = TimerOffsets {
+    let sudogs = SudogOffsets {
         sudog_c: sudog_c.unwrap_or(0),
         waitlink: off("runtime.sudog.waitlink"),
         timer: off("runtime.hchan.timer"),
         when: off("runtime.timer.when"),
+        elemtype: off("runtime.hchan.elemtype"),
     };
 
     let mut snap = Snapshot {
@@ -182,6 +187,7 @@ pub fn snapshot_with(
                 pcs: Vec::new(),
                 waiting_chan: 0,
                 timer_when: None,
+                waiting_chans: Vec::new(),
                 tracking_seq: (fields[11] != 0).then(|| buf[fields[11] as usize]),
                 sched_pc: 0,
             };
@@ -234,7 +240,7 @@ pub fn snapshot_with(
                 // Only for parks the caller does not know yet: a timer's `when`
                 // moves only when it fires, which ends the park.
                 if walk[k] && p.4 != 0 && p.0.waiting_chan != 0 {
-                    p.0.timer_when = timers.earliest(mem, p.4);
+                    (p.0.timer_when, p.0.waiting_chans) = sudogs.walk(mem, p.4);
                 }
             }
         }
@@ -264,42 +270,57 @@ fn gc_tstart(target: &TargetInfo, mem: &Memory, bias: u64) -> Option<i64> {
     mem.u64(work.addr + bias + off).ok().map(|v| v as i64)
 }
 
-/// Where the timer of a channel a goroutine waits on is found.
-struct TimerOffsets {
+/// Where the channels a goroutine waits on, their timers and element types are
+/// found.
+struct SudogOffsets {
     sudog_c: u64,
     waitlink: Option<u64>,
     timer: Option<u64>,
     when: Option<u64>,
+    elemtype: Option<u64>,
 }
 
 /// Sudogs (select cases) followed at most: a timer among the first ones still
 /// wakes the goroutine.
 const MAX_SUDOGS: usize = 64;
 
-impl TimerOffsets {
+impl SudogOffsets {
     /// The earliest pending `when` among the timer channels of the sudog list
-    /// starting at `sudog`. Best effort: the target runs on, so a torn read
-    /// gives None or a value the caller's re-validation (same park) discards.
-    fn earliest(&self, mem: &Memory, mut sudog: u64) -> Option<i64> {
-        let (waitlink, timer, when) = (self.waitlink?, self.timer?, self.when?);
+    /// starting at `sudog`, and each channel with its element type. Best
+    /// effort: the target runs on, so a torn read gives less, or values the
+    /// caller's re-validation (same park) discards.
+    fn walk(&self, mem: &Memory, mut sudog: u64) -> (Option<i64>, Vec<(u64, u64)>) {
         let mut best: Option<i64> = None;
+        let mut chans = Vec::new();
         for _ in 0..MAX_SUDOGS {
             if sudog == 0 {
                 break;
             }
-            let c = mem.u64(sudog + self.sudog_c).ok()?;
+            let Ok(c) = mem.u64(sudog + self.sudog_c) else {
+                break;
+            };
             if c != 0 {
-                let t = mem.u64(c + timer).ok()?;
-                if t != 0 {
-                    let w = mem.u64(t + when).ok()? as i64;
+                let elem = self.elemtype.and_then(|o| mem.u64(c + o).ok());
+                chans.push((c, elem.unwrap_or(0)));
+                if let (Some(timer), Some(when)) = (self.timer, self.when) {
+                    let t = mem.u64(c + timer).unwrap_or(0);
+                    let w = if t != 0 {
+                        mem.u64(t + when).unwrap_or(0) as i64
+                    } else {
+                        0
+                    };
                     if w > 0 {
                         best = Some(best.map_or(w, |b| b.min(w)));
                     }
                 }
             }
-            sudog = mem.u64(sudog + waitlink).ok()?;
+            let Some(link) = self.waitlink else { break };
+            match mem.u64(sudog + link) {
+                Ok(next) => sudog = next,
+                Err(_) => break,
+            }
         }
-        best
+        (best, chans)
     }
 }
 

@@ -20,6 +20,7 @@ pub mod prologue;
 pub mod target;
 #[cfg(test)]
 mod testgo;
+pub mod typenames;
 pub mod waitreasons;
 
 pub use error::InspectError;

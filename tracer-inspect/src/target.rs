@@ -72,6 +72,10 @@ pub const FIELDS: &[(&str, &[&str])] = &[
     ("runtime.workType", &["tstart"]),
     ("sync.RWMutex", &["w", "writerSem", "readerSem"]),
     ("sync.WaitGroup", &["sema"]),
+    // A channel's element type by name (`chan os.Signal`): the type's name is
+    // at `Str` from the module's `types`.
+    ("internal/abi.Type", &["TFlag", "Str"]),
+    ("runtime.moduledata", &["types"]),
 ];
 
 /// Fields some supported Go versions do not have, whose absence is not a loss:
@@ -123,6 +127,9 @@ pub struct TargetInfo {
     pub funcs: HashMap<String, RuntimeFunc>,
     pub data: HashMap<String, Symbol>,
     pub offsets: StructOffsets,
+    /// `runtime.firstmoduledata.types` at link time: type names are read at
+    /// offsets from it (see [`crate::typenames`]).
+    pub types_base: Option<u64>,
     pub wait_reasons: Vec<std::sync::Arc<str>>,
     /// Symbols or offsets that were looked for and not found.
     pub missing: Vec<String>,
@@ -256,6 +263,13 @@ impl TargetInfo {
             });
         }
 
+        // Link-time start of the module's type descriptors, where type names are
+        // found by offset; read from the module data, which stripped binaries keep.
+        let types_base = offsets.get("runtime.moduledata.types").and_then(|o| {
+            let obj = binary.object().ok()?;
+            let tab = crate::pclntab::Pclntab::from_elf(&obj).ok()?;
+            crate::pclntab::moduledata_word(&obj, &tab, o as usize / 8)
+        });
         let bias = pid.and_then(|p| load_bias(&binary, p)).unwrap_or(0);
         let wait_reasons = match data.get("runtime.waitReasonStrings") {
             Some(sym) => {
@@ -287,6 +301,7 @@ impl TargetInfo {
             funcs,
             data,
             offsets,
+            types_base,
             wait_reasons,
             missing,
             unused,

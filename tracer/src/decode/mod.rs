@@ -227,17 +227,19 @@ impl<'t> Decoder<'t> {
 
     /// A goroutine a memory read found parked (not idle, not in the same park as
     /// at the last read), as model input, with its frames for the `--events` view.
-    pub fn parked(&mut self, g: &RawGoroutine, reason: Arc<str>, at: ParkDating) -> ParkedRead {
+    /// `chan_types` names the element type of each channel it waits on.
+    pub fn parked(
+        &mut self,
+        g: &RawGoroutine,
+        reason: Arc<str>,
+        at: ParkDating,
+        chan_types: &[(u64, Option<Arc<str>>)],
+    ) -> ParkedRead {
         let frames = self.symbolizer.pcs(&g.pcs);
         let shared = shared_frames(&mut self.frames, (-2, pcs_key(&g.pcs)), &frames);
         let mut object = object_of(&self.offsets, &reason, 0, at.sema);
         if let Object::None = object {
-            if g.waiting_chan != 0 && reason.starts_with("chan") {
-                object = Object::Channel {
-                    addr: g.waiting_chan,
-                    elem_type: None,
-                };
-            }
+            object = waited_channel(g, &reason, chan_types);
         }
         let (since_ns, exact) = at.since(g);
         let created_by = self.symbolizer.pc(g.gopc, true);
@@ -259,6 +261,40 @@ impl<'t> Decoder<'t> {
             frames,
         }
     }
+}
+
+/// The channel a park found by a memory read waits on: the one of a send or
+/// receive, or, for a select, a case that waits for a signal (a select that
+/// does is how a program waits to be told to stop).
+fn waited_channel(
+    g: &RawGoroutine,
+    reason: &str,
+    chan_types: &[(u64, Option<Arc<str>>)],
+) -> Object {
+    let named = |addr: u64| {
+        chan_types
+            .iter()
+            .find(|(c, _)| *c == addr)
+            .and_then(|(_, n)| n.as_deref().map(str::to_string))
+    };
+    if g.waiting_chan != 0 && reason.starts_with("chan") {
+        return Object::Channel {
+            addr: g.waiting_chan,
+            elem_type: named(g.waiting_chan),
+        };
+    }
+    if reason == "select" {
+        let signal = chan_types
+            .iter()
+            .find(|(_, n)| n.as_deref() == Some(tracer_analysis::SIGNAL_TYPE));
+        if let Some((addr, _)) = signal {
+            return Object::Channel {
+                addr: *addr,
+                elem_type: Some(tracer_analysis::SIGNAL_TYPE.to_string()),
+            };
+        }
+    }
+    Object::None
 }
 
 /// What dates a park found by a memory read.
@@ -373,6 +409,7 @@ mod tests {
             tracking_seq: Some(1),
             sched_pc: 0,
             timer_when: None,
+            waiting_chans: Vec::new(),
         }
     }
 

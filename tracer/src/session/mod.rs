@@ -127,6 +127,8 @@ pub struct Session<'t> {
     run_mode: bool,
     /// Parked goroutines of the last read, by goid.
     prev_parks: std::collections::HashMap<u64, PrevPark>,
+    /// Names of the channel element types seen in reads (`chan os.Signal`).
+    type_names: tracer_inspect::typenames::TypeNames,
     last_snapshot: Option<u64>,
     snapshot_cost: Duration,
     /// Time spent reading and applying records, for the budget.
@@ -215,6 +217,7 @@ impl<'t> Session<'t> {
             detached_counters: None,
             run_mode: false,
             prev_parks: Default::default(),
+            type_names: Default::default(),
             last_snapshot: None,
             snapshot_cost: Duration::ZERO,
             drain_ns: 0,
@@ -516,7 +519,13 @@ impl<'t> Session<'t> {
                     .unwrap_or(0),
                 gc_tstart: snap.gc_tstart,
             };
-            let read = self.decoder.parked(&g, reason, dating);
+            let target = self.target;
+            let chan_types: Vec<_> = g
+                .waiting_chans
+                .iter()
+                .map(|&(c, t)| (c, self.type_names.name(target, &mem, t)))
+                .collect();
+            let read = self.decoder.parked(&g, reason, dating, &chan_types);
             if self.opts.events {
                 let ev = read.live(now);
                 note_system(&mut self.system_goids, &ev);
