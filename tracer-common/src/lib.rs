@@ -215,6 +215,8 @@ pub mod globals {
     pub const STOP_AT_EXIT: &str = "STOP_AT_EXIT";
     /// Benchmarks only: each park record is written this many times (max 16).
     pub const BENCH_COPIES: &str = "BENCH_COPIES";
+    /// Benchmarks only: non-zero, the probes count their hits and do nothing else.
+    pub const BENCH_TRAP_ONLY: &str = "BENCH_TRAP_ONLY";
     /// Bitmap of wait reasons that are idling, not blocking (no record, no stack).
     pub const IDLE_REASONS: &str = "IDLE_REASONS";
 }

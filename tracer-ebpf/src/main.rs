@@ -105,6 +105,11 @@ static STOP_AT_EXIT: Global<u64> = Global::new(0);
 #[unsafe(no_mangle)]
 static BENCH_COPIES: Global<u64> = Global::new(1);
 const MAX_BENCH_COPIES: u64 = 16;
+/// Benchmarks only: non-zero, the park, ready and lock-site programs return
+/// right after counting the hit, so that the trap's cost can be told from the
+/// record's.
+#[unsafe(no_mangle)]
+static BENCH_TRAP_ONLY: Global<u64> = Global::new(0);
 /// Bit n set: wait reason n is how healthy programs idle (IO wait, sleep): such
 /// parks are remembered in `PARKED` but cost no record and no stack.
 #[unsafe(no_mangle)]
@@ -233,6 +238,9 @@ const CALL_LEN: u64 = 5;
 #[inline(always)]
 fn park(ctx: &ProbeContext, r: &pt_regs, ret: u64) -> u32 {
     count(kind::PARK);
+    if BENCH_TRAP_ONLY.load() != 0 {
+        return 0;
+    }
     let g = r.r14;
     let goid = goid_of(g);
     if goid == 0 {
@@ -350,6 +358,9 @@ fn park_stack(ctx: &ProbeContext, r: &pt_regs, ret: u64) -> i64 {
 #[uprobe(multi)]
 pub fn go_ready(ctx: ProbeContext) -> u32 {
     count(kind::READY);
+    if BENCH_TRAP_ONLY.load() != 0 {
+        return 0;
+    }
     let r = regs(&ctx);
     let goid = goid_of(r.rax);
     let mut ev = event(kind::READY, r);
@@ -550,6 +561,9 @@ pub fn go_lock(ctx: ProbeContext) -> u32 {
         return 0;
     };
     count(counter::LOCK_SITE_HITS);
+    if BENCH_TRAP_ONLY.load() != 0 {
+        return 0;
+    }
     let r = regs(&ctx);
     if info.if_zf != 0 && r.eflags & EFLAGS_ZF == 0 {
         return 0;

@@ -113,6 +113,10 @@ pub struct Budget {
     window: (f64, f64, Duration),
     /// Highest estimated overhead over one window, percent.
     pub peak_estimate: f64,
+    /// Cost charged and the target's CPU time over the whole trace, ns.
+    total: (f64, f64),
+    /// Time the agent spent in the system calls that switched the unit, ns.
+    switch_ns: u64,
 }
 
 /// What the report says about the budget.
@@ -124,6 +128,12 @@ pub struct BudgetReport {
     /// Times it was detached.
     pub switches_off: u64,
     pub peak_estimate_percent: f64,
+    /// Cost charged over the trace against the target's CPU time, percent:
+    /// what tracing is estimated to have cost it, the agent included.
+    pub charged_percent: f64,
+    /// Time the agent spent attaching and detaching the unit's probes, ns (in
+    /// the charged cost: the kernel writes the breakpoints in its calls).
+    pub switch_ns: u64,
 }
 
 impl Budget {
@@ -150,6 +160,8 @@ impl Budget {
             switches: 0,
             window: (0.0, 0.0, Duration::ZERO),
             peak_estimate: 0.0,
+            total: (0.0, 0.0),
+            switch_ns: 0,
         }
     }
 
@@ -176,6 +188,8 @@ impl Budget {
         // The target's CPU time includes the probes' cost.
         let cpu = (cpu_ns.saturating_sub(last_cpu) as f64).max(dt.as_nanos() as f64 * CPU_FLOOR);
         let cost = hits_d as f64 * self.unit.cost_ns + fixed as f64;
+        self.total.0 += cost;
+        self.total.1 += cpu;
         if self.on {
             self.window.0 += cost;
             self.window.1 += cpu;
@@ -226,6 +240,12 @@ impl Budget {
         None
     }
 
+    /// The switch just decided took the agent `ns` (charged with the agent's
+    /// CPU time; counted here for the report).
+    pub fn switched_in(&mut self, ns: u64) {
+        self.switch_ns += ns;
+    }
+
     fn switch(&mut self, on: bool, now: Instant) {
         self.on = on;
         self.since = now;
@@ -262,8 +282,22 @@ impl Budget {
             on_fraction: (1.0 - off / elapsed).clamp(0.0, 1.0),
             switches_off: self.switches,
             peak_estimate_percent: peak,
+            charged_percent: 100.0 * self.total.0 / self.total.1.max(1.0),
+            switch_ns: self.switch_ns,
         }
     }
+}
+
+/// The agent's own user + system time (all its threads), in nanoseconds, at
+/// the kernel's finer resolution than `/proc`'s clock ticks.
+pub fn own_cpu_ns() -> Option<u64> {
+    // SAFETY: getrusage writes only the struct it is given.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) } != 0 {
+        return None;
+    }
+    let ns = |t: libc::timeval| t.tv_sec as u64 * 1_000_000_000 + t.tv_usec as u64 * 1_000;
+    Some(ns(ru.ru_utime) + ns(ru.ru_stime))
 }
 
 /// utime + stime of a process, in nanoseconds (`/proc/PID/stat`, clock ticks).

@@ -117,7 +117,7 @@ pub struct TraceOpts {
     #[arg(
         long,
         alias = "lock-budget",
-        default_value_t = 5.0,
+        default_value_t = 3.0,
         value_parser = budget,
         allow_hyphen_values = true
     )]
@@ -188,6 +188,10 @@ pub struct TraceOpts {
     /// so the agent's drain rate can be measured beyond the target's trap rate.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=16))]
     pub bench_copies: u64,
+    /// Benchmarks only: the park, wake and lock-site probes count their hits and
+    /// record nothing (the trap's cost alone). Findings are then meaningless.
+    #[arg(long)]
+    pub bench_trap_only: bool,
     /// Write the report (streamed findings, events, the final report) to this file
     /// instead of stdout: `tracer run` leaves stdout to the program.
     #[arg(long, short = 'o', value_name = "FILE")]
@@ -331,7 +335,7 @@ mod tests {
 
     #[test]
     fn budget_is_a_percentage() {
-        assert_eq!(opts(&[]).budget, 5.0);
+        assert_eq!(opts(&[]).budget, 3.0);
         assert_eq!(opts(&["--budget", "0"]).budget, 0.0);
         assert_eq!(opts(&["--budget", "100"]).budget, 100.0);
         assert_eq!(opts(&["--lock-budget", "2.5"]).budget, 2.5);

@@ -315,32 +315,44 @@ fn write_budget(
     let peak = parks
         .peak_estimate_percent
         .max(locks.map_or(0.0, |l| l.peak_estimate_percent));
+    let charged = parks.charged_percent;
+    let switch_ns = parks.switch_ns + locks.map_or(0, |l| l.switch_ns);
     if format == Format::Json {
         let line = serde_json::json!({
             "kind": "budget",
             "budget_percent": parks.budget_percent,
+            "estimated_cost_percent": charged,
             "peak_estimate_percent": peak,
             "park_probes_on": parks.on_fraction,
             "park_probes_switched_off": parks.switches_off,
             "lock_sites": lock_sites,
             "lock_sites_on": locks_on,
             "lock_sites_switched_off": locks.map(|l| l.switches_off),
+            "switch_ns": switch_ns,
         });
         writeln!(out, "{line}")?;
         return Ok(());
     }
+    // In the words of what the target paid, then what was sampled to keep it so.
     write!(
         out,
-        "probe budget {}%: peak estimated probe cost {:.1}%; park probes on {:.0}% of the time",
+        "probe budget {}%: estimated cost {:.1}% of the target's CPU time (the agent included); park probes on {:.0}% of the time",
         parks.budget_percent,
-        peak,
+        charged,
         parks.on_fraction * 100.0,
     )?;
     if let Some(on) = locks_on {
         write!(
             out,
-            "; {lock_sites} lock sites on {:.0}% of the time",
+            ", {lock_sites} lock sites on {:.0}% of the time",
             on * 100.0
+        )?;
+    }
+    let sampled = parks.on_fraction < 0.995 || locks_on.is_some_and(|o| o < 0.995);
+    if sampled {
+        write!(
+            out,
+            " (sampled in time: always on, they would cost about {peak:.0}%)"
         )?;
     }
     writeln!(out)?;

@@ -113,6 +113,10 @@ pub fn trace(
         plan.globals
             .push((tracer_common::globals::BENCH_COPIES, opts.bench_copies));
     }
+    if opts.bench_trap_only {
+        plan.globals
+            .push((tracer_common::globals::BENCH_TRAP_ONLY, 1));
+    }
     // Snapshot mode reads the target's memory only: nothing to load.
     let probes = if opts.mode == Mode::Snapshot {
         None

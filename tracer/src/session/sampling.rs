@@ -45,8 +45,12 @@ impl Session<'_> {
     }
 
     /// Measures probe hits against the target's CPU time and turns probes off or
-    /// on as the budgets say. Lock sites come first (lock-order findings depend on
-    /// which stay on); the park probes get what the lock sites and the agent leave.
+    /// on as the budgets say. Both units pay for the agent's own CPU time
+    /// (draining records, reads of the goroutines, the kernel's work of
+    /// attaching and detaching probes, done in the agent's system calls): on a
+    /// busy host it is CPU the target does not get. Lock sites come first
+    /// (lock-order findings depend on which stay on); the park probes get what
+    /// the lock sites and the agent leave.
     pub(super) fn apply_budget(&mut self) {
         if self.budget.is_none() && self.park_budget.is_none() {
             return;
@@ -57,11 +61,12 @@ impl Session<'_> {
         let Some(lock_total) = self.probes.as_ref().map(Probes::lock_site_hits) else {
             return;
         };
+        let agent = budget::own_cpu_ns().unwrap_or(0);
         let now = std::time::Instant::now();
         let lock_switch = self
             .budget
             .as_mut()
-            .and_then(|b| b.tick(lock_total, cpu, 0, now));
+            .and_then(|b| b.tick(lock_total, cpu, agent, now));
         if lock_switch == Some(Switch::Off) {
             // Before the kernel's held sets are purged: deadlocks with the sets as
             // they are, and the sets kept for the goroutines that stay parked.
@@ -80,18 +85,24 @@ impl Session<'_> {
             if let Err(e) = probes.set_lock_sites(switch == Switch::On) {
                 log::warn!("budget: switching the lock sites failed: {e}");
             }
+            let to = monotonic_ns();
+            if let Some(b) = self.budget.as_mut() {
+                b.switched_in(to - from);
+            }
             // Records of the switch may still be in the ring buffer for a while.
-            self.locks.switched(from, monotonic_ns());
+            self.locks.switched(from, to);
         }
         let Some(park_budget) = self.park_budget.as_mut() else {
             return;
         };
         let lock_cost = lock_total as f64 * budget::LOCK_HIT_NS;
-        let fixed = self.drain_ns + lock_cost as u64;
+        let fixed = agent + lock_cost as u64;
         if let Some(switch) = park_budget.tick(probes.park_hits(), cpu, fixed, now) {
+            let from = monotonic_ns();
             if let Err(e) = probes.set_parks(switch == Switch::On) {
                 log::warn!("budget: switching the park probes failed: {e}");
             }
+            park_budget.switched_in(monotonic_ns() - from);
         }
     }
 }

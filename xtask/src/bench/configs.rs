@@ -33,18 +33,39 @@ pub struct Config {
     pub id: &'static str,
     pub label: &'static str,
     pub how: How,
+    /// What the bench holds this configuration to.
+    pub role: Role,
 }
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// The untraced baseline.
+    Baseline,
+    /// A mode as users run it (default budget): its loss on the HTTP services
+    /// must stay within the budget, and its median is measured to within 1%.
+    Judged,
+    /// For comparison (budget off, Go's tools): a few rounds.
+    Reference,
+    /// One part of the probes' cost (trap only, record without a stack, ...):
+    /// on the saturated HTTP service only, a few rounds.
+    Part,
+}
+
+/// The tracer's default `--budget`, in percent: what judged modes are held to.
+pub const DEFAULT_BUDGET: f64 = 3.0;
 
 pub const CONFIGS: &[Config] = &[
     Config {
         id: "untraced",
         label: "untraced",
         how: How::Untraced,
+        role: Role::Baseline,
     },
     Config {
         id: "snapshot",
         label: "tracer snapshot",
         how: How::Attach { mode: "snapshot" },
+        role: Role::Judged,
     },
     Config {
         id: "watch",
@@ -53,6 +74,7 @@ pub const CONFIGS: &[Config] = &[
             mode: "watch",
             extra: &[],
         },
+        role: Role::Judged,
     },
     Config {
         id: "parks",
@@ -61,6 +83,7 @@ pub const CONFIGS: &[Config] = &[
             mode: "parks",
             extra: &[],
         },
+        role: Role::Judged,
     },
     Config {
         id: "locks",
@@ -69,6 +92,7 @@ pub const CONFIGS: &[Config] = &[
             mode: "locks",
             extra: &[],
         },
+        role: Role::Judged,
     },
     Config {
         id: "locks-budget0",
@@ -77,16 +101,55 @@ pub const CONFIGS: &[Config] = &[
             mode: "locks",
             extra: &["--budget", "0"],
         },
+        role: Role::Reference,
     },
     Config {
         id: "blockprofile",
         label: "Go block+mutex profile, rate 1",
         how: How::Go("-blockprofile"),
+        role: Role::Reference,
     },
     Config {
         id: "trace",
         label: "Go runtime/trace",
         how: How::Go("-trace"),
+        role: Role::Reference,
+    },
+    Config {
+        id: "parks-budget0",
+        label: "tracer parks --budget 0",
+        how: How::Run {
+            mode: "parks",
+            extra: &["--budget", "0"],
+        },
+        role: Role::Part,
+    },
+    Config {
+        id: "parks-nostacks",
+        label: "tracer parks --budget 0 --no-stacks",
+        how: How::Run {
+            mode: "parks",
+            extra: &["--budget", "0", "--no-stacks"],
+        },
+        role: Role::Part,
+    },
+    Config {
+        id: "parks-trap",
+        label: "tracer parks --budget 0, trap only",
+        how: How::Run {
+            mode: "parks",
+            extra: &["--budget", "0", "--bench-trap-only"],
+        },
+        role: Role::Part,
+    },
+    Config {
+        id: "locks-trap",
+        label: "tracer locks --budget 0, trap only",
+        how: How::Run {
+            mode: "locks",
+            extra: &["--budget", "0", "--bench-trap-only"],
+        },
+        role: Role::Part,
     },
 ];
 

@@ -18,7 +18,13 @@ pub struct Params {
     pub rounds: usize,
     /// Target length of one workload run (full bench).
     pub run_secs: f64,
+    /// Rounds every HTTP configuration runs (saturated).
     pub http_rounds: usize,
+    /// Rounds the judged configurations may go on to, until their medians are
+    /// known to within 1%.
+    pub http_max_rounds: usize,
+    /// Rounds of the reference and cost-part configurations.
+    pub reference_rounds: usize,
     /// Rounds at a fixed request rate (service CPU per request).
     pub http_rate_rounds: usize,
     pub http_secs: u64,
@@ -40,6 +46,8 @@ impl Params {
                 rounds: 1,
                 run_secs: 0.0,
                 http_rounds: 1,
+                http_max_rounds: 1,
+                reference_rounds: 1,
                 http_rate_rounds: 1,
                 http_secs: 1,
                 flood_pairs: &[64],
@@ -64,8 +72,10 @@ impl Params {
                 // Loopback HTTP on two shared cores varies ±10% run to run: many
                 // short alternating rounds give a steadier median than a few long.
                 http_rounds: 10,
-                http_rate_rounds: 12,
-                http_secs: 4,
+                http_max_rounds: 40,
+                reference_rounds: 5,
+                http_rate_rounds: 8,
+                http_secs: 3,
                 flood_pairs: &[1, 2, 4, 8, 64, 512, 4096],
                 flood_secs: 2.0,
                 attach_reps: 5,

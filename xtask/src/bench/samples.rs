@@ -17,6 +17,15 @@ pub struct Agent {
     pub events: u64,
     pub drops: u64,
     pub duration_ns: u64,
+    /// Probe hits of the session (parks, wakes, semaphores, lock sites).
+    pub hits: u64,
+    /// From its budget line: the share of the time the park probes (and the
+    /// lock sites) were on, its estimate of the cost, the time its switches took.
+    pub parks_on: Option<f64>,
+    pub locks_on: Option<f64>,
+    pub estimated_cost_percent: Option<f64>,
+    pub switches: u64,
+    pub switch_ns: u64,
 }
 
 impl Agent {

@@ -19,6 +19,33 @@ pub fn median(v: &[f64]) -> Option<f64> {
     })
 }
 
+/// The standard error of the median of `v`, estimated from the sample's spread
+/// as for a normal distribution (1.2533 sd / sqrt(n)); None below 3 values.
+pub fn median_error(v: &[f64]) -> Option<f64> {
+    if v.len() < 3 {
+        return None;
+    }
+    let n = v.len() as f64;
+    let mean = v.iter().sum::<f64>() / n;
+    let var = v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0);
+    Some(1.2533 * var.sqrt() / n.sqrt())
+}
+
+/// The first and third quartiles of `v` (the middle half of the values).
+pub fn quartiles(v: &[f64]) -> Option<(f64, f64)> {
+    if v.is_empty() {
+        return None;
+    }
+    let mut v = v.to_vec();
+    v.sort_by(|a, b| a.total_cmp(b));
+    let at = |q: f64| {
+        let x = q * (v.len() - 1) as f64;
+        let (lo, hi) = (x.floor() as usize, x.ceil() as usize);
+        v[lo] + (v[hi] - v[lo]) * (x - lo as f64)
+    };
+    Some((at(0.25), at(0.75)))
+}
+
 pub fn min_max(v: &[f64]) -> Option<(f64, f64)> {
     let min = v.iter().copied().reduce(f64::min)?;
     let max = v.iter().copied().reduce(f64::max)?;
@@ -28,6 +55,11 @@ pub fn min_max(v: &[f64]) -> Option<(f64, f64)> {
 impl Row {
     pub fn ratio(&self) -> Option<f64> {
         median(&self.ratios)
+    }
+
+    /// The standard error of the median ratio.
+    pub fn ratio_error(&self) -> Option<f64> {
+        median_error(&self.ratios)
     }
 
     pub fn rate(&self) -> Option<f64> {

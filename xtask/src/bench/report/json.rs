@@ -5,6 +5,7 @@ use super::json_writer::J;
 use super::Report;
 use crate::bench::samples::{Agent, AttachRun, FloodRun, Row};
 use crate::bench::workloads::http::{HTTP_CONNS, HTTP_RATE_SHARE};
+use crate::bench::workloads::locksites::SITE_FUNCS;
 
 impl Report<'_> {
     pub fn json(&self) -> J {
@@ -19,6 +20,12 @@ impl Report<'_> {
                 ("events", J::Int(a.events)),
                 ("drops", J::Int(a.drops)),
                 ("duration_ns", J::Int(a.duration_ns)),
+                ("probe_hits", J::Int(a.hits)),
+                ("park_probes_on", J::opt(a.parks_on)),
+                ("lock_sites_on", J::opt(a.locks_on)),
+                ("estimated_cost_percent", J::opt(a.estimated_cost_percent)),
+                ("switches_off", J::Int(a.switches)),
+                ("switch_ns", J::Int(a.switch_ns)),
             ])
         };
         let row = |r: &Row| -> J {
@@ -37,6 +44,7 @@ impl Report<'_> {
             o.extend([
                 ("median_rate", J::opt(r.rate())),
                 ("median_ratio", J::opt(r.ratio())),
+                ("median_ratio_error", J::opt(r.ratio_error())),
                 ("ratios", J::nums(&r.ratios)),
                 (
                     "rates",
@@ -45,6 +53,17 @@ impl Report<'_> {
                 ("agent", J::Arr(r.agents().into_iter().map(agent).collect())),
             ]);
             J::obj(o)
+        };
+        let part = |c: &super::parts::CostPart| -> J {
+            J::obj(vec![
+                ("config", J::s(c.config)),
+                ("label", J::s(c.label)),
+                ("hits_per_request", J::Num(c.hits_per_request)),
+                ("machine_us_per_hit", J::opt(c.machine_us_per_hit)),
+                ("agent_us_per_hit", J::opt(c.agent_us_per_hit)),
+                ("switches_per_s", J::Num(c.switches_per_s)),
+                ("ms_per_switch", J::opt(c.ms_per_switch)),
+            ])
         };
         let (best, _) = self.drain();
         let flood = self
@@ -132,6 +151,19 @@ impl Report<'_> {
                     ("rounds", J::Int(p.http_rounds as u64)),
                     ("rows", J::Arr(self.http.iter().map(row).collect())),
                 ]),
+            ),
+            (
+                "http_lock_sites",
+                J::obj(vec![
+                    ("seconds", J::Int(p.http_secs)),
+                    ("conns", J::Int(u64::from(HTTP_CONNS))),
+                    ("site_functions", J::Int(SITE_FUNCS as u64)),
+                    ("rows", J::Arr(self.sites.iter().map(row).collect())),
+                ]),
+            ),
+            (
+                "cost_parts",
+                J::Arr(self.cost_parts().iter().map(part).collect()),
             ),
             (
                 "http_fixed_rate",

@@ -6,8 +6,9 @@ use super::Report;
 use crate::bench::configs::{config, How};
 use crate::bench::runner::SLOW_SESSION_SECS;
 use crate::bench::samples::{Agent, Row};
-use crate::bench::stats::min_max;
+use crate::bench::stats::{min_max, quartiles};
 use crate::bench::workloads::http::{HTTP_CONNS, HTTP_RATE_SHARE};
+use crate::bench::workloads::locksites::SITE_FUNCS;
 use crate::bench::workloads::micro::WORKLOADS;
 use std::fmt::Write as _;
 
@@ -77,6 +78,92 @@ impl Report<'_> {
         }
     }
 
+    /// An HTTP table: the median ratio with its standard error and the middle
+    /// half of the ratios, the rounds, and what the budget did.
+    fn http_table(&self, md: &mut String, rows: &[Row], unit: &str) {
+        let _ = writeln!(
+            md,
+            "| workload | config | ratio vs untraced (median ± its error) | middle half of ratios \
+             | rounds | median {unit} | probes on (parks / locks) | agent CPU (share of its wall time) \
+             | events/s | drops |\n|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"
+        );
+        for r in rows {
+            if let Some(why) = &r.na {
+                let _ = writeln!(
+                    md,
+                    "| {} | {} | n/a ({why}) | | | | | | | |",
+                    r.workload, r.config.label
+                );
+                continue;
+            }
+            let ratio = match (r.ratio(), r.ratio_error()) {
+                (Some(x), Some(e)) => format!("{x:.3} ± {e:.3}"),
+                (Some(x), None) => format!("{x:.3}"),
+                _ => "-".into(),
+            };
+            let iqr = quartiles(&r.ratios).map_or("-".into(), |(a, b)| format!("{a:.3}–{b:.3}"));
+            let rate = r.rate().map_or("-".into(), thousands);
+            let pct = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{:.0}%", v * 100.0));
+            let on = match (
+                r.agent_median(|a| a.parks_on),
+                r.agent_median(|a| a.locks_on),
+            ) {
+                (None, None) => String::new(),
+                (p, None) => pct(p),
+                (p, l) => format!("{} / {}", pct(p), pct(l)),
+            };
+            let (mut cpu, mut eps, mut drops) = (String::new(), String::new(), String::new());
+            if !r.agents().is_empty() {
+                let c = r.agent_median(|a| Some(a.cpu_s));
+                let share = r.agent_median(|a| Some(a.cpu_s / a.wall_s.max(1e-9)));
+                cpu = format!("{} ({:.0}%)", opt_secs(c), share.unwrap_or(0.0) * 100.0);
+                eps = r
+                    .agent_median(|a| Some(a.events as f64 / (a.duration_ns.max(1) as f64 / 1e9)))
+                    .map_or("-".into(), thousands);
+                drops = r.drops().map_or("-".into(), |d| thousands(d as f64));
+            }
+            let _ = writeln!(
+                md,
+                "| {} | {} | {ratio} | {iqr} | {} | {rate} | {on} | {cpu} | {eps} | {drops} |",
+                r.workload,
+                r.config.label,
+                r.ratios.len()
+            );
+        }
+    }
+
+    /// Where the probes' cost goes (see `parts`).
+    fn parts_md(&self, md: &mut String) {
+        let parts = self.cost_parts();
+        if parts.is_empty() {
+            return;
+        }
+        md.push_str(
+            "\n## Where the cost goes (saturated HTTP service)\n\nMachine time per hit = the \
+             throughput lost, as machine time (all cores) per request, over the probe hits per \
+             request; trap only = the probes count their hit and return; no stack = a record \
+             without the user stack; agent = the tracer's own CPU time per hit (reading and \
+             applying records). Switches: how often the budget detached the probes, and the \
+             agent's time in one attach or detach (the kernel writes or removes the breakpoints \
+             in those calls; the budget charges the agent's CPU time, switches included).\n\n\
+             | config | hits per request | machine µs per hit | agent µs per hit | switches off per s \
+             | agent ms per switch |\n|---|---:|---:|---:|---:|---:|\n",
+        );
+        let f = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.2}"));
+        for c in parts {
+            let _ = writeln!(
+                md,
+                "| {} | {:.1} | {} | {} | {:.1} | {} |",
+                c.label,
+                c.hits_per_request,
+                f(c.machine_us_per_hit),
+                f(c.agent_us_per_hit),
+                c.switches_per_s,
+                f(c.ms_per_switch)
+            );
+        }
+    }
+
     pub fn markdown(&self) -> String {
         let p = &self.ctx.p;
         let mut md = String::new();
@@ -135,10 +222,14 @@ impl Report<'_> {
             md,
             "\n## net/http JSON service (requests/s)\n\n`bench -workload httpservice` on \
              127.0.0.1 driven by `loadgen -conns {HTTP_CONNS} -duration {}s` (50% /get, 30% \
-             /put, 20% /work), {} round(s).\n",
-            p.http_secs, p.http_rounds
+             /put, 20% /work). Every configuration runs {} round(s) ({} for the reference and \
+             cost-part rows); the judged ones (the modes at the default budget) go on, up to {} \
+             rounds, until the standard error of each median (1.2533 sd / sqrt(rounds)) is 1% \
+             or less.\n",
+            p.http_secs, p.http_rounds, p.reference_rounds, p.http_max_rounds
         );
-        self.table(&mut md, self.http, "req/s");
+        self.http_table(&mut md, self.http, "req/s");
+        self.parts_md(&mut md);
         let rate = self
             .http
             .iter()
@@ -158,7 +249,19 @@ impl Report<'_> {
             p.http_secs,
             p.http_rate_rounds
         );
-        self.table(&mut md, self.http_rate, "req per service CPU-second");
+        self.http_table(&mut md, self.http_rate, "req per service CPU-second");
+        if !self.sites.is_empty() {
+            let _ = writeln!(
+                md,
+                "\n## The service with many lock sites (requests/s)\n\nThe same service and \
+                 load, saturated, built with {SITE_FUNCS} generated functions that each take a \
+                 lock at a site of their own (a `sync.Mutex`, or one in four an `RWMutex` read \
+                 lock): each /get and /put calls 16 of them, so `--mode locks` probes some \
+                 {} lock sites, as on a large real service.\n",
+                thousands((SITE_FUNCS * 2) as f64)
+            );
+            self.http_table(&mut md, self.sites, "req/s");
+        }
         self.flood_md(&mut md);
         self.attach_md(&mut md);
         self.snapshot_md(&mut md);

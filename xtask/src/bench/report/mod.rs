@@ -7,6 +7,7 @@ mod format;
 mod json;
 mod json_writer;
 mod markdown;
+mod parts;
 mod targets;
 
 use super::runner::Ctx;
@@ -24,6 +25,8 @@ pub struct Report<'a> {
     pub http: &'a [Row],
     /// At a fixed request rate; a sample's rate is requests per service CPU-second.
     pub http_rate: &'a [Row],
+    /// The many-lock-sites service, saturated.
+    pub sites: &'a [Row],
     pub flood: &'a [FloodRun],
     pub bin: Option<&'a BinInfo>,
     pub attach: &'a [AttachRow],

@@ -39,6 +39,9 @@ pub struct Ctx {
     pub clk_tck: f64,
 }
 
+/// Workloads that are services: an attach-only mode is measured on them.
+const HTTP_WORKLOADS: &[&str] = &["httpservice", "locksites"];
+
 impl Ctx {
     /// Fresh stdout/stderr capture files for one process.
     pub fn files(&mut self) -> (PathBuf, PathBuf) {
@@ -83,8 +86,8 @@ impl Ctx {
         if let Some(why) = self.na.get(cfg.id) {
             return Some(why.clone());
         }
-        if matches!(cfg.how, How::Attach { .. }) && workload != "httpservice" {
-            return Some("attach-only mode: measured on the HTTP service".into());
+        if matches!(cfg.how, How::Attach { .. }) && !HTTP_WORKLOADS.contains(&workload) {
+            return Some("attach-only mode: measured on the HTTP services".into());
         }
         let slow = cfg.how.mode().and_then(|m| self.slow.get(m));
         match slow {

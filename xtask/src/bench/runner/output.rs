@@ -89,6 +89,24 @@ pub fn summary_line(out: &str) -> Option<&str> {
         .find(|l| l.starts_with('{') && l.contains("\"kind\":\"summary\""))
 }
 
+/// The tracer's `budget` line (parks and locks modes with a budget).
+pub fn budget_line(out: &str) -> Option<&str> {
+    out.lines()
+        .rev()
+        .find(|l| l.starts_with('{') && l.contains("\"kind\":\"budget\""))
+}
+
+/// A top-level number field of a one-line JSON object (None when null).
+pub fn json_f64(line: &str, key: &str) -> Option<f64> {
+    let at = line.find(&format!("\"{key}\":"))? + key.len() + 3;
+    let num: String = line[at..]
+        .trim_start()
+        .chars()
+        .take_while(|c| c.is_ascii_digit() || matches!(c, '.' | '-' | '+' | 'e' | 'E'))
+        .collect();
+    num.parse().ok()
+}
+
 /// A top-level unsigned number field of a one-line JSON object.
 pub fn json_u64(line: &str, key: &str) -> Option<u64> {
     let at = line.find(&format!("\"{key}\":"))? + key.len() + 3;

@@ -193,8 +193,9 @@ impl Drop for KillOnDrop {
 }
 
 /// A process that is not our child (the service under `tracer run`): killed on
-/// drop, if it is still the program we started.
-pub struct PidGuard(pub u32, pub &'static str);
+/// drop, if it is still the program we started (its command name, as the PID
+/// may have been reused).
+pub struct PidGuard(pub u32, pub String);
 
 impl Drop for PidGuard {
     fn drop(&mut self) {

@@ -3,7 +3,8 @@
 //! none; it never loops over rounds or configurations (the workloads do), so a run
 //! is measured the same way whichever family asks for it.
 use super::output::{
-    failure, file, json_u64, read, remove, result_line, summary_line, usage_error,
+    budget_line, failure, file, json_f64, json_u64, read, remove, result_line, summary_line,
+    usage_error,
 };
 use super::process::{signal, wait_child, KillOnDrop, Monitored};
 use super::{Ctx, RUN_TIMEOUT};
@@ -208,5 +209,17 @@ pub fn agent_summary(
     agent.events = json_u64(summary, "events").unwrap_or(0);
     agent.drops = json_u64(summary, "drops").unwrap_or(0);
     agent.duration_ns = json_u64(summary, "duration_ns").unwrap_or(0);
+    agent.hits = ["park", "resume", "semacquire", "lock_sites"]
+        .iter()
+        .filter_map(|k| json_u64(summary, k))
+        .sum();
+    if let Some(b) = budget_line(text) {
+        agent.parks_on = json_f64(b, "park_probes_on");
+        agent.locks_on = json_f64(b, "lock_sites_on");
+        agent.estimated_cost_percent = json_f64(b, "estimated_cost_percent");
+        agent.switches = json_u64(b, "park_probes_switched_off").unwrap_or(0)
+            + json_u64(b, "lock_sites_switched_off").unwrap_or(0);
+        agent.switch_ns = json_u64(b, "switch_ns").unwrap_or(0);
+    }
     Ok(())
 }

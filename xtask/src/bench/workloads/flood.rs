@@ -2,7 +2,7 @@
 //! with the agent stopped so that its ring buffer overflows. Only what the agent
 //! keeps and drops is measured here, never the target's slowdown: the tracer runs
 //! with `--budget 0 --bench-copies 8`, made for this measurement, not for users.
-use crate::bench::configs::{Config, How};
+use crate::bench::configs::{Config, How, Role};
 use crate::bench::runner::Ctx;
 use crate::bench::samples::FloodRun;
 use anyhow::Result;
@@ -13,12 +13,13 @@ use std::time::Duration;
 /// (`--bench-copies`): the target cannot trap fast enough on two cores to load an
 /// agent that has one of them.
 const FLOOD: Config = Config {
-    id: "parks-budget0",
+    id: "parks-flood",
     label: "tracer parks --budget 0 --bench-copies 8",
     how: How::Run {
         mode: "parks",
         extra: &["--budget", "0", "--bench-copies", "8"],
     },
+    role: Role::Reference,
 };
 
 impl Ctx {

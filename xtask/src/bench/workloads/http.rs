@@ -2,14 +2,15 @@
 //! at a share of the untraced rate (requests per second of the service's CPU time).
 //! A run measures the service and the agent, never what the tracer reports finding:
 //! what the service pays is the figure, whatever the tracer saw.
-use crate::bench::configs::{Config, How, CONFIGS};
+use crate::bench::configs::{Config, How, Role, CONFIGS};
 use crate::bench::runner::output::{failure, file, kv, read, remove, usage_error};
 use crate::bench::runner::process::{proc_stat, wait_child, KillOnDrop, Monitored, PidGuard};
 use crate::bench::runner::runs::agent_summary;
 use crate::bench::runner::{Ctx, RUN_TIMEOUT};
 use crate::bench::samples::{Row, Sample};
-use crate::bench::stats::pair_ratios;
+use crate::bench::stats::{median_error, pair_ratios};
 use anyhow::{bail, Context as _, Result};
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -18,29 +19,85 @@ pub const HTTP_CONNS: u32 = 8;
 /// The fixed-rate HTTP runs send this share of the untraced saturated rate.
 pub const HTTP_RATE_SHARE: f64 = 0.5;
 
+/// One HTTP table: which service, driven how, by which configurations.
+pub struct HttpTable {
+    /// The row label (`httpservice`, `locksites`).
+    pub workload: &'static str,
+    pub bin: PathBuf,
+    /// Requests per second loadgen paces (None: saturated).
+    pub rate: Option<f64>,
+    /// Which configurations run: cost parts only on the saturated service.
+    pub parts: bool,
+}
+
+/// The median of a row's ratios is known to within this (its standard error,
+/// estimated as 1.2533 sd / sqrt(n)) once the judged rows have enough rounds.
+pub const MEDIAN_ERROR: f64 = 0.01;
+
 impl Ctx {
-    /// The HTTP service under every configuration, alternating: saturated (the
-    /// throughput rows), then at a fixed share of the untraced rate (the service's
-    /// CPU per request, steadier on a small machine than saturated throughput).
-    pub fn http(&mut self) -> Result<(Vec<Row>, Vec<Row>)> {
-        let saturated = self.http_rounds(None, self.p.http_rounds)?;
+    /// The HTTP services under every configuration, alternating: the bench's
+    /// service saturated (the throughput rows), then at a fixed share of the
+    /// untraced rate (the service's CPU per request), then the many-lock-sites
+    /// service saturated.
+    pub fn http(&mut self, locksites: Option<PathBuf>) -> Result<HttpRows> {
+        let bench = self.bench.clone();
+        let saturated = self.http_rounds(&HttpTable {
+            workload: "httpservice",
+            bin: bench.clone(),
+            rate: None,
+            parts: true,
+        })?;
         let untraced = saturated
             .iter()
             .find(|r| r.config.how == How::Untraced)
             .and_then(Row::rate)
             .unwrap_or(10_000.0);
         let rate = (untraced * HTTP_RATE_SHARE).round();
-        let fixed = self.http_rounds(Some(rate), self.p.http_rate_rounds)?;
-        Ok((saturated, fixed))
+        let fixed = self.http_rounds(&HttpTable {
+            workload: "httpservice",
+            bin: bench,
+            rate: Some(rate),
+            parts: false,
+        })?;
+        let sites = match locksites {
+            Some(bin) => self.http_rounds(&HttpTable {
+                workload: "locksites",
+                bin,
+                rate: None,
+                parts: false,
+            })?,
+            None => Vec::new(),
+        };
+        Ok(HttpRows {
+            saturated,
+            fixed,
+            sites,
+        })
     }
 
-    fn http_rounds(&mut self, rate: Option<f64>, rounds: usize) -> Result<Vec<Row>> {
+    /// Rounds of one table. Every configuration runs in the first rounds
+    /// (reference and part rows in the first `reference_rounds` only); then the
+    /// judged ones and the baseline go on, up to `http_max_rounds`, until the
+    /// median of each judged row is known to within [`MEDIAN_ERROR`].
+    fn http_rounds(&mut self, t: &HttpTable) -> Result<Vec<Row>> {
         let mut rows: Vec<Row> = CONFIGS
             .iter()
-            .map(|c| Row::new("httpservice", c, 0))
+            .filter(|c| t.parts || c.role != Role::Part)
+            .map(|c| Row::new(t.workload, c, 0))
             .collect();
-        let how = rate.map_or("saturated".to_string(), |r| format!("{r:.0} req/s"));
-        for round in 0..rounds {
+        let how = t
+            .rate
+            .map_or("saturated".to_string(), |r| format!("{r:.0} req/s"));
+        let (min_rounds, max_rounds) = if t.rate.is_some() {
+            (self.p.http_rate_rounds, self.p.http_rate_rounds)
+        } else {
+            (self.p.http_rounds, self.p.http_max_rounds)
+        };
+        let mut round = 0;
+        loop {
+            if round >= max_rounds || (round >= min_rounds && settled(&mut rows)) {
+                break;
+            }
             // Rotated each round, as for the workloads: the service's throughput
             // drifts over a round, and a fixed order would charge it to one mode.
             let k = rows.len();
@@ -49,7 +106,11 @@ impl Ctx {
                 if row.na.is_some() || (row.once && round > 0) {
                     continue;
                 }
-                if let Some(why) = self.skip(row.config, "httpservice") {
+                let extra = matches!(row.config.role, Role::Reference | Role::Part);
+                if extra && round >= self.p.reference_rounds {
+                    continue;
+                }
+                if let Some(why) = self.skip(row.config, t.workload) {
                     row.na = Some(why);
                     continue;
                 }
@@ -59,16 +120,18 @@ impl Ctx {
                     .mode()
                     .is_some_and(|m| self.slow.contains_key(m));
                 eprintln!(
-                    "bench: httpservice ({how}): {} ({} s, round {}/{rounds})",
+                    "bench: {} ({how}): {} ({} s, round {})",
+                    t.workload,
                     row.config.label,
                     self.p.http_secs,
                     round + 1,
                 );
-                match self.http_once(row.config, rate)? {
+                match self.http_once(&t.bin, row.config, t.rate)? {
                     Some(s) => row.samples.push(s),
                     None => row.na = self.na.get(row.config.id).cloned(),
                 }
             }
+            round += 1;
         }
         // Slow modes ran in the first round only, so they pair with its untraced run.
         for row in rows.iter_mut() {
@@ -81,8 +144,13 @@ impl Ctx {
     /// Starts the service (plain, or under `tracer run`), waits for its `listen`
     /// line, drives it with loadgen for a fixed time (attaching the tracer halfway
     /// for attach-only modes), then stops it.
-    fn http_once(&mut self, cfg: &'static Config, rate: Option<f64>) -> Result<Option<Sample>> {
-        let what = format!("httpservice under {}", cfg.label);
+    fn http_once(
+        &mut self,
+        bin: &Path,
+        cfg: &'static Config,
+        rate: Option<f64>,
+    ) -> Result<Option<Sample>> {
+        let what = format!("{} under {}", bin.display(), cfg.label);
         let (out, err) = self.files();
         let mut bench_args = vec!["-workload".to_string(), "httpservice".to_string()];
         if let How::Go(flag) = cfg.how {
@@ -99,20 +167,20 @@ impl Ctx {
             cmd.args(["run", "--format", "json"])
                 .args(&flags)
                 .arg("--")
-                .arg(&self.bench)
+                .arg(bin)
                 .args(&bench_args)
                 .stdin(Stdio::null())
                 .stdout(file(&out)?)
                 .stderr(file(&err)?);
             traced = Some(Monitored::spawn(&mut cmd, Duration::from_millis(5), &err)?);
         } else {
-            let child = Command::new(&self.bench)
+            let child = Command::new(bin)
                 .args(&bench_args)
                 .stdin(Stdio::null())
                 .stdout(file(&out)?)
                 .stderr(file(&err)?)
                 .spawn()
-                .with_context(|| format!("starting {}", self.bench.display()))?;
+                .with_context(|| format!("starting {}", bin.display()))?;
             plain = Some(KillOnDrop(child));
         }
         // Wait for `listen addr=...` (and the service's own pid: under `tracer run`
@@ -165,7 +233,12 @@ impl Ctx {
             }
             thread::sleep(Duration::from_millis(20));
         };
-        let svc_guard = PidGuard(svc_pid, "bench");
+        // The kernel's command name: the executable's name, cut at 15 bytes.
+        let comm: String = bin
+            .file_name()
+            .map(|n| n.to_string_lossy().chars().take(15).collect())
+            .unwrap_or_default();
+        let svc_guard = PidGuard(svc_pid, comm);
         thread::sleep(Duration::from_millis(300));
         let (lg_out, lg_err) = self.files();
         let cpu_before = proc_stat(svc_pid).map(|(_, t)| t);
@@ -235,4 +308,21 @@ impl Ctx {
             agent,
         }))
     }
+}
+
+/// The three HTTP tables.
+#[derive(Default)]
+pub struct HttpRows {
+    pub saturated: Vec<Row>,
+    pub fixed: Vec<Row>,
+    pub sites: Vec<Row>,
+}
+
+/// Whether every judged row's median is known to within [`MEDIAN_ERROR`]
+/// (ratios are paired round by round, so they are computed afresh).
+fn settled(rows: &mut [Row]) -> bool {
+    pair_ratios(rows);
+    rows.iter()
+        .filter(|r| r.config.role == Role::Judged && r.na.is_none() && !r.once)
+        .all(|r| median_error(&r.ratios).is_some_and(|e| e <= MEDIAN_ERROR))
 }

@@ -2,7 +2,7 @@
 //! calibration run per configuration, then alternating rounds at sizes that last
 //! about the same time under each. It keeps samples and ratios and never judges
 //! them: the report reads the same rows for the tables and the JSON.
-use crate::bench::configs::CONFIGS;
+use crate::bench::configs::{Role, CONFIGS};
 use crate::bench::runner::Ctx;
 use crate::bench::samples::Row;
 use crate::bench::stats::pair_ratios;
@@ -32,7 +32,11 @@ impl Ctx {
             }
             a
         };
-        let mut rows: Vec<Row> = CONFIGS.iter().map(|c| Row::new(w, c, base_n)).collect();
+        let mut rows: Vec<Row> = CONFIGS
+            .iter()
+            .filter(|c| c.role != Role::Part)
+            .map(|c| Row::new(w, c, base_n))
+            .collect();
         // Calibration (the only run in quick mode), also finding which modes exist
         // and which are slow.
         for row in rows.iter_mut() {

@@ -7,5 +7,6 @@ pub mod bigbin;
 pub mod fleet;
 pub mod flood;
 pub mod http;
+pub mod locksites;
 pub mod micro;
 pub mod snapshot;
