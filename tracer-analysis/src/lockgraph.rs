@@ -29,8 +29,13 @@ pub struct LockEdge {
 pub struct WaitLink {
     pub goid: u64,
     pub wait_reason: Arc<str>,
+    /// The lock waited for, or the channel (a channel send or receive).
     pub lock: u64,
+    /// The goroutine holding the lock, or the only one seen serving the channel.
     pub holder: u64,
+    /// Where the holder took the lock, when its lock site was seen.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub held_at: Option<Frame>,
     pub frames: Vec<Frame>,
 }
 
@@ -413,6 +418,7 @@ mod tests {
             wait_reason: "sync.Mutex.Lock".into(),
             lock,
             holder,
+            held_at: None,
             frames: vec![],
         };
         let links = vec![link(1, 100, 2), link(2, 200, 1), link(3, 100, 2)];

@@ -135,8 +135,9 @@ impl LockWatch {
         model: &Model,
         held: HashMap<u64, HeldSet>,
         fresh_read: bool,
+        site: impl Fn(u32) -> Frame,
     ) -> Vec<LockFinding> {
-        let links = self.wait_links(model, held, fresh_read);
+        let links = self.wait_links(model, held, fresh_read, site);
         let found = self.graph.deadlocks(&links);
         self.findings.extend(found.iter().cloned());
         found
@@ -206,12 +207,16 @@ impl LockWatch {
     }
 
     /// Wait-for links among parked goroutines: each blocked in a lock, with a
-    /// goroutine that holds that lock.
+    /// goroutine that holds that lock; and each blocked on a channel send or
+    /// receive, with the one other goroutine ever seen exchanging on that
+    /// channel (its only server: a cycle through it is a deadlock, e.g. A holds
+    /// a mutex and waits for a value only B sends, while B waits for the mutex).
     fn wait_links(
         &self,
         model: &Model,
         mut sets: HashMap<u64, HeldSet>,
         fresh_read: bool,
+        site: impl Fn(u32) -> Frame,
     ) -> Vec<WaitLink> {
         // Frozen sets count for goroutines parked since before their freeze, as
         // a read has just confirmed (a read ends every park it does not list).
@@ -225,11 +230,12 @@ impl LockWatch {
                 }
             }
         }
-        // lock -> [(goid, read)]
-        let mut holders: HashMap<u64, Vec<(u64, bool)>> = HashMap::new();
+        // lock -> [(goid, read, lock site)]
+        let mut holders: HashMap<u64, Vec<(u64, bool, Option<u32>)>> = HashMap::new();
         for (goid, h) in sets {
-            for (lock, read) in h.locks {
-                holders.entry(lock).or_default().push((goid, read));
+            for (i, (lock, read)) in h.locks.into_iter().enumerate() {
+                let at = h.sites.get(i).copied();
+                holders.entry(lock).or_default().push((goid, read, at));
             }
         }
         let mut waiting: HashMap<u64, u64> = HashMap::new();
@@ -248,22 +254,42 @@ impl LockWatch {
             ));
         }
         let mut links = Vec::new();
+        for p in model.parked() {
+            let (Object::Channel { addr, .. }, true) = (
+                &p.parked.object,
+                p.parked.wait_reason.starts_with("chan send")
+                    || p.parked.wait_reason.starts_with("chan receive"),
+            ) else {
+                continue;
+            };
+            if let Some(server) = model.partners().only_other(*addr, p.goid()) {
+                links.push(WaitLink {
+                    goid: p.goid(),
+                    wait_reason: p.parked.wait_reason.clone(),
+                    lock: *addr,
+                    holder: server,
+                    held_at: None,
+                    frames: p.parked.frames.to_vec(),
+                });
+            }
+        }
         for (goid, lock, reason, frames) in parked {
             // A reader waits for the writer; a writer for anyone holding the lock.
             let holder = holders.get(&lock).and_then(|hs| {
-                hs.iter().find_map(|&(g, read)| {
+                hs.iter().find_map(|&(g, read, at)| {
                     let ok = g != goid
                         && waiting.get(&g) != Some(&lock)
                         && !(&*reason == "sync.RWMutex.RLock" && read);
-                    ok.then_some(g)
+                    ok.then_some((g, at))
                 })
             });
-            if let Some(holder) = holder {
+            if let Some((holder, at)) = holder {
                 links.push(WaitLink {
                     goid,
                     wait_reason: reason,
                     lock,
                     holder,
+                    held_at: at.map(&site),
                     frames,
                 });
             }
@@ -364,6 +390,10 @@ mod tests {
         }
     }
 
+    fn no_site(_: u32) -> Frame {
+        Frame::new("?", "?", 0)
+    }
+
     fn held(locks: &[(u64, bool)]) -> HeldSet {
         HeldSet {
             locks: locks.to_vec(),
@@ -392,11 +422,73 @@ mod tests {
     fn two_goroutines_each_waiting_for_the_others_lock_deadlock_once() {
         let (a, sets) = crossed();
         let mut w = LockWatch::new();
-        let found = w.deadlocks(a.model(), sets.clone(), false);
+        let found = w.deadlocks(a.model(), sets.clone(), false, no_site);
         assert_eq!(found.len(), 1);
         assert_eq!(found[0].rule(), "deadlock");
-        assert!(w.deadlocks(a.model(), sets, false).is_empty());
+        assert!(w.deadlocks(a.model(), sets, false, no_site).is_empty());
         assert_eq!(w.findings.len(), 1);
+    }
+
+    /// An analyzer where goroutine 1 was woken on channel C by each of
+    /// `wakers` in turn, then parks on C again while 2 waits for mutex A.
+    fn served_by(wakers: &[u64]) -> Analyzer {
+        let mut a = Analyzer::new(Config::default()).unwrap();
+        let park = |a: &mut Analyzer, goid, ts, reason: &str, object| {
+            let mut p = parked(goid, ts, 40 + goid as u32);
+            p.wait_reason = reason.into();
+            p.object = object;
+            a.apply(Input::Park {
+                ts_ns: ts,
+                parked: p,
+            });
+        };
+        let chan = || Object::Channel {
+            addr: 0xc,
+            elem_type: None,
+        };
+        let mut ts = SECOND;
+        for w in wakers {
+            park(&mut a, 1, ts, "chan receive", chan());
+            a.apply(Input::Ready {
+                ts_ns: ts + 1,
+                goid: 1,
+                waker_goid: Some(*w),
+                parked_ns: Some(1),
+            });
+            ts += 2;
+        }
+        park(&mut a, 1, ts, "chan receive", chan());
+        park(
+            &mut a,
+            2,
+            ts,
+            "sync.Mutex.Lock",
+            Object::Mutex { addr: 0xa },
+        );
+        a
+    }
+
+    /// Goroutine 1 holds mutex A and waits to receive from channel C, which
+    /// only goroutine 2 has served; goroutine 2 waits for A.
+    #[test]
+    fn a_cycle_through_a_channel_only_one_goroutine_serves_is_a_deadlock() {
+        let sets: HashMap<u64, HeldSet> = [(1, held(&[(0xa, false)]))].into();
+        let a = served_by(&[2, 2]);
+        let mut w = LockWatch::new();
+        let found = w.deadlocks(a.model(), sets.clone(), false, no_site);
+        assert_eq!(found.len(), 1, "{found:?}");
+        let LockFinding::Deadlock { links } = &found[0] else {
+            panic!("{found:?}")
+        };
+        let mut via: Vec<(u64, u64, u64)> =
+            links.iter().map(|l| (l.goid, l.lock, l.holder)).collect();
+        via.sort();
+        assert_eq!(via, vec![(1, 0xc, 2), (2, 0xa, 1)]);
+        // A third goroutine that also sent on C could still wake 1: no cycle.
+        let a = served_by(&[2, 3]);
+        assert!(LockWatch::new()
+            .deadlocks(a.model(), sets, false, no_site)
+            .is_empty());
     }
 
     #[test]
@@ -405,8 +497,13 @@ mod tests {
         let mut w = LockWatch::new();
         // The lock sites go off: the kernel's sets are purged, the frozen ones stay.
         w.freeze(a.model(), &sets, 2 * SECOND);
-        assert!(w.deadlocks(a.model(), HashMap::new(), false).is_empty());
-        assert_eq!(w.deadlocks(a.model(), HashMap::new(), true).len(), 1);
+        assert!(w
+            .deadlocks(a.model(), HashMap::new(), false, no_site)
+            .is_empty());
+        assert_eq!(
+            w.deadlocks(a.model(), HashMap::new(), true, no_site).len(),
+            1
+        );
     }
 
     #[test]
@@ -425,7 +522,7 @@ mod tests {
         let sets: HashMap<u64, HeldSet> =
             [(1, held(&[(0xb, false)])), (2, held(&[(0xa, true)]))].into();
         let mut w = LockWatch::new();
-        assert!(w.deadlocks(a.model(), sets, false).is_empty());
+        assert!(w.deadlocks(a.model(), sets, false, no_site).is_empty());
     }
 
     #[test]

@@ -3,6 +3,7 @@
 
 pub mod goroutines;
 pub mod histograms;
+pub mod partners;
 
 use std::sync::Arc;
 
@@ -10,6 +11,7 @@ use serde::Serialize;
 
 pub use goroutines::{Applied, Goroutines, GroupCount, GroupKey, ParkedGoroutine};
 pub use histograms::{SiteHistogram, SiteHistograms};
+pub use partners::ChannelPartners;
 
 use crate::config::Config;
 use crate::frames;
@@ -47,6 +49,7 @@ pub struct Model {
     last_ts: u64,
     exited_at: Option<u64>,
     live_goroutines: Option<u64>,
+    partners: ChannelPartners,
 }
 
 impl Model {
@@ -60,6 +63,7 @@ impl Model {
             last_ts: 0,
             exited_at: None,
             live_goroutines: None,
+            partners: ChannelPartners::default(),
         }
     }
 
@@ -82,12 +86,13 @@ impl Model {
             Input::Ready {
                 ts_ns,
                 goid,
-                waker_goid: _,
+                waker_goid,
                 parked_ns,
-            } => self.ready(ts_ns, goid, parked_ns),
+            } => self.ready(ts_ns, goid, waker_goid, parked_ns),
             Input::Exit { ts_ns: _, goid } => {
                 self.stats.exits += 1;
                 self.goroutines.remove(goid);
+                self.partners.exited(goid);
             }
             Input::Leaked { ts_ns: _, goids } => {
                 for goid in goids {
@@ -147,8 +152,15 @@ impl Model {
         self.count(applied);
     }
 
-    fn ready(&mut self, ts_ns: u64, goid: u64, parked_ns: Option<u64>) {
+    fn ready(&mut self, ts_ns: u64, goid: u64, waker: Option<u64>, parked_ns: Option<u64>) {
         self.stats.readies += 1;
+        if let (Some(w), Some(p)) = (waker, self.goroutines.get(goid)) {
+            if let crate::input::Object::Channel { addr, .. } = p.parked.object {
+                if addr != 0 && w != goid {
+                    self.partners.exchanged(addr, w, goid);
+                }
+            }
+        }
         let ended = match self.goroutines.unpark(goid, ts_ns) {
             Applied::Done(ended) => ended,
             other => {
@@ -194,6 +206,11 @@ impl Model {
     /// The goroutine's current park, if it is parked.
     pub fn goroutine(&self, goid: u64) -> Option<&ParkedGoroutine> {
         self.goroutines.get(goid)
+    }
+
+    /// Who has served each channel (from the wakes seen).
+    pub fn partners(&self) -> &ChannelPartners {
+        &self.partners
     }
 
     /// Whether the goroutine is in the table, parked or runnable.

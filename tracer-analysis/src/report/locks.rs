@@ -108,17 +108,38 @@ pub fn write_text(finding: &LockFinding, out: &mut dyn Write) -> Result<(), Repo
             frame(out, site)?;
         }
         LockFinding::Deadlock { links } => {
-            writeln!(
-                out,
-                "deadlock: {} goroutines each wait for a lock the next one holds — rule deadlock",
-                links.len()
-            )?;
-            for l in links {
+            let through_channel = links.iter().any(|l| l.wait_reason.starts_with("chan"));
+            if through_channel {
                 writeln!(
                     out,
-                    "  goroutine {} [{}] waits for {:#x}, held by goroutine {}",
-                    l.goid, l.wait_reason, l.lock, l.holder
+                    "deadlock: {} goroutines wait for each other, through locks and channels: each waits for a lock the next one holds, or on a channel only the next one has ever served — rule deadlock",
+                    links.len()
                 )?;
+            } else {
+                writeln!(
+                    out,
+                    "deadlock: {} goroutines each wait for a lock the next one holds — rule deadlock",
+                    links.len()
+                )?;
+            }
+            for l in links {
+                if l.wait_reason.starts_with("chan") {
+                    writeln!(
+                        out,
+                        "  goroutine {} [{}] waits on channel {:#x}, which only goroutine {} has ever served",
+                        l.goid, l.wait_reason, l.lock, l.holder
+                    )?;
+                } else {
+                    let at = l
+                        .held_at
+                        .as_ref()
+                        .map_or(String::new(), |f| format!(" (taken at {})", short(f)));
+                    writeln!(
+                        out,
+                        "  goroutine {} [{}] waits for {:#x}, held by goroutine {}{at}",
+                        l.goid, l.wait_reason, l.lock, l.holder
+                    )?;
+                }
                 for f in l
                     .frames
                     .iter()

@@ -39,7 +39,17 @@ impl Session<'_> {
         };
         let held = probes.held_sets();
         let fresh = lockwatch::fresh_read(self.last_snapshot, monotonic_ns());
-        for f in self.locks.deadlocks(self.analyzer.model(), held, fresh) {
+        let sites = self.decoder.lock_sites();
+        let site = |i: u32| {
+            sites
+                .get(i as usize)
+                .cloned()
+                .unwrap_or_else(|| tracer_analysis::Frame::new("?", "?", 0))
+        };
+        for f in self
+            .locks
+            .deadlocks(self.analyzer.model(), held, fresh, site)
+        {
             self.out.lock(&f);
         }
     }
