@@ -408,3 +408,78 @@ impl fmt::Display for ProbePlan {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn probe(caller: &str, callers: Vec<LockCallerProbe>) -> LockProbe {
+        LockProbe {
+            file_offset: 0,
+            info: Default::default(),
+            label: String::new(),
+            caller: caller.into(),
+            file: "x.go".into(),
+            line: 1,
+            callers,
+        }
+    }
+
+    fn user(ret: u64, caller: &str, line: u32) -> LockCallerProbe {
+        LockCallerProbe {
+            ret,
+            site: Some((caller.into(), "main.go".into(), line)),
+        }
+    }
+
+    #[test]
+    fn user_calls_are_numbered_after_the_probed_sites() {
+        let ignored = LockCallerProbe {
+            ret: 0x10,
+            site: None,
+        };
+        let plan = ProbePlan {
+            exe: "x".into(),
+            go_version: "go1.21".into(),
+            probes: Vec::new(),
+            globals: Vec::new(),
+            missing: Vec::new(),
+            unused: Vec::new(),
+            locks: vec![
+                probe("main.f", Vec::new()),
+                probe(
+                    "sync.(*RWMutex).Lock",
+                    vec![
+                        ignored,
+                        user(0x20, "main.write", 102),
+                        user(0x30, "main.flush", 114),
+                    ],
+                ),
+                probe("sync.(*Mutex).Lock", vec![user(0x40, "main.g", 7)]),
+            ],
+        };
+        let sites = plan.numbered_lock_sites();
+        let names: Vec<(&str, u32)> = sites.iter().map(|s| (&*s.caller, s.owner)).collect();
+        assert_eq!(
+            names,
+            [
+                ("main.f", 0),
+                ("sync.(*RWMutex).Lock", 1),
+                ("sync.(*Mutex).Lock", 2),
+                ("main.write", 1),
+                ("main.flush", 1),
+                ("main.g", 2),
+            ]
+        );
+        let key = |site, ret| tracer_common::LockCaller { site, ret };
+        assert_eq!(
+            plan.lock_callers(),
+            [
+                (key(1, 0x10), tracer_common::CALLER_IGNORED),
+                (key(1, 0x20), 3),
+                (key(1, 0x30), 4),
+                (key(2, 0x40), 5),
+            ]
+        );
+    }
+}
