@@ -394,6 +394,14 @@ impl fmt::Display for ProbePlan {
                     "  {:>#10x}  {}  mutex = reg[{}] {:+}",
                     l.file_offset, l.label, l.info.reg, l.info.adjust
                 )?;
+                for c in &l.callers {
+                    match &c.site {
+                        Some((caller, file, line)) => {
+                            writeln!(f, "      called from {caller} ({file}:{line})")?
+                        }
+                        None => writeln!(f, "      called from sync (ignored)")?,
+                    }
+                }
             }
         }
         for m in &self.missing {
