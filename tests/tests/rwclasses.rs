@@ -96,3 +96,9 @@ fn rwmutex_sites_oldest_go() {
 fn rwmutex_sites_oldest_go_without_inlining() {
     rwmutex_sites_are_user_sites(Go::Oldest, &["-gcflags=all=-l"]);
 }
+
+#[test]
+fn rwmutex_sites_oldest_go_debug_build() {
+    // -N -l: no optimisation either; every lock method is a call.
+    rwmutex_sites_are_user_sites(Go::Oldest, &["-gcflags=all=-N -l"]);
+}
