@@ -214,11 +214,11 @@ fn lock_bugs_found_oldest_go() {
 
 #[test]
 fn lock_bugs_found_without_inlining() {
-    // Out-of-line Lock methods are probed at their entry; class names then lack the
-    // caller, so only instance-level findings are asserted. Every acquisition then
-    // goes through the one out-of-line Lock method, which the budget can only turn
-    // off as a whole: run without a budget.
-    check_all(Go::Default, &["-gcflags=-l"], false, "0");
+    // Out-of-line Lock methods are probed at their entry, and each hit is named by
+    // the call that made it: class names are the callers', as when inlined. Every
+    // acquisition goes through the one out-of-line Lock method, which the budget
+    // can only turn off as a whole: run without a budget.
+    check_all(Go::Default, &["-gcflags=-l"], true, "0");
 }
 
 #[test]

@@ -97,9 +97,9 @@ pub const SEQ_UNKNOWN: u64 = u64::MAX;
 
 /// How many locks one goroutine can hold at once and still be tracked in the kernel.
 pub const MAX_HELD: usize = 8;
-/// Return addresses after which an entry-probed lock method was called from inside
-/// `sync` itself (RWMutex.Lock calling w.Lock): such hits are not user operations.
-pub const MAX_IGNORED_CALLERS: usize = 4;
+/// [`LockCaller`] value: the call comes from inside `sync` itself (RWMutex.Lock
+/// calling w.Lock) and is not a user operation; the hit is dropped.
+pub const CALLER_IGNORED: u32 = u32::MAX;
 
 /// Lock operations, in [`LockSiteInfo::op`].
 pub mod lockop {
@@ -123,11 +123,21 @@ pub struct LockSiteInfo {
     pub adjust: i64,
     /// 1: count the hit only when ZF is set (TryLock succeeded).
     pub if_zf: u32,
-    pub _pad: u32,
-    /// Return addresses to skip ([`MAX_IGNORED_CALLERS`]), each minus the probed
-    /// instruction's address: the same at run time as at link time, PIE or not.
-    /// 0 ends the list.
-    pub ignore_callers: [u64; MAX_IGNORED_CALLERS],
+    /// 1: a method entry, whose hits are named by their caller: the return
+    /// address is looked up in `LOCK_CALLERS` ([`LockCaller`]).
+    pub by_caller: u32,
+}
+
+/// Key of `LOCK_CALLERS`: an entry-probed lock site and a return address at its
+/// probe, minus the probed instruction's address (the same at run time as at
+/// link time, PIE or not). The value is the site index that names the hit (the
+/// user's call), or [`CALLER_IGNORED`]; a return address not listed keeps the
+/// entry's own site (an indirect call).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct LockCaller {
+    pub site: u64,
+    pub ret: u64,
 }
 
 /// Locks a goroutine holds, as the kernel tracks them.
@@ -233,4 +243,6 @@ mod user {
     unsafe impl aya::Pod for super::HeldLocks {}
     // SAFETY: as above.
     unsafe impl aya::Pod for super::EdgeKey {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::LockCaller {}
 }

@@ -14,13 +14,13 @@ use aya_ebpf::{
         bpf_get_attach_cookie, bpf_get_smp_processor_id, bpf_ktime_get_ns, bpf_probe_read_user,
     },
     macros::{map, uprobe},
-    maps::{Array, LruHashMap, PerCpuArray, RingBuf, StackTrace},
+    maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf, StackTrace},
     programs::{tracing::StackIdContext, ProbeContext},
     Global,
 };
 use tracer_common::{
-    counter, exit_hold, kind, lockop, EdgeKey, Event, HeldLocks, LockSiteInfo, ParkState,
-    HOLD_HIST_BUCKETS, HOLD_HIST_SITES, MAX_HELD, SEQ_UNKNOWN,
+    counter, exit_hold, kind, lockop, EdgeKey, Event, HeldLocks, LockCaller, LockSiteInfo,
+    ParkState, CALLER_IGNORED, HOLD_HIST_BUCKETS, HOLD_HIST_SITES, MAX_HELD, SEQ_UNKNOWN,
 };
 
 #[map]
@@ -54,6 +54,11 @@ static EXIT_HOLD: Array<u64> = Array::with_max_entries(exit_hold::SLOTS, 0);
 /// Lock sites, indexed by the attach cookie (the agent fills it before attaching).
 #[map]
 static LOCK_SITES: Array<LockSiteInfo> = Array::with_max_entries(1 << 16, 0);
+
+/// Who called an entry-probed lock method (see `tracer_common::LockCaller`): the
+/// site index that names the hit, or `CALLER_IGNORED` for `sync`'s own calls.
+#[map]
+static LOCK_CALLERS: HashMap<LockCaller, u32> = HashMap::with_max_entries(1 << 16, 0);
 
 /// goid -> the locks it holds now.
 #[map]
@@ -568,14 +573,19 @@ pub fn go_lock(ctx: ProbeContext) -> u32 {
     if info.if_zf != 0 && r.eflags & EFLAGS_ZF == 0 {
         return 0;
     }
-    if info.ignore_callers[0] != 0 {
+    let mut site = site;
+    if info.by_caller != 0 {
         // Relative to the probe (the kernel sets rip to the probed address), so
         // the same in a PIE wherever it is loaded.
-        let ret = read_u64(r.rsp).wrapping_sub(r.rip);
-        for c in info.ignore_callers {
-            if c != 0 && c == ret {
-                return 0;
-            }
+        let key = LockCaller {
+            site: site as u64,
+            ret: read_u64(r.rsp).wrapping_sub(r.rip),
+        };
+        // SAFETY: lookup with a key on the stack.
+        match unsafe { LOCK_CALLERS.get(&key) }.copied() {
+            Some(CALLER_IGNORED) => return 0,
+            Some(by) => site = by,
+            None => {}
         }
     }
     let m = reg(r, info.reg).wrapping_add(info.adjust as u64);

@@ -29,6 +29,29 @@ pub struct LockProbe {
     pub caller: String,
     pub file: String,
     pub line: u32,
+    /// For a method entry: the calls that name its hits (see [`LockCallerProbe`]).
+    pub callers: Vec<LockCallerProbe>,
+}
+
+/// A call into an entry-probed lock method, by its return address relative to
+/// the probed instruction: `Some` names the hit by the user's call site
+/// (`caller`, `file`, `line`), `None` drops it (`sync`'s own call).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LockCallerProbe {
+    pub ret: u64,
+    pub site: Option<(String, String, u32)>,
+}
+
+/// A lock site as the kernel numbers it: the probed sites first (their index is
+/// the attach cookie), then the user's calls into entry-probed methods, which
+/// the probe of `owner` reports under their own index.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NumberedSite {
+    pub caller: String,
+    pub file: String,
+    pub line: u32,
+    /// The probed site whose hits this one names (itself for a probed site).
+    pub owner: u32,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -75,6 +98,55 @@ const PROBES: &[(&str, &str, Need)] = &[
     ("chanrecv", "go_chanrecv", Need::Events),
     ("selectgo", "go_select", Need::Events),
 ];
+
+impl ProbePlan {
+    /// Every lock site by the index the kernel reports it under (see
+    /// [`NumberedSite`]).
+    pub fn numbered_lock_sites(&self) -> Vec<NumberedSite> {
+        let probed = self.locks.iter().enumerate().map(|(i, l)| NumberedSite {
+            caller: l.caller.clone(),
+            file: l.file.clone(),
+            line: l.line,
+            owner: i as u32,
+        });
+        let calls = self.locks.iter().enumerate().flat_map(|(i, l)| {
+            l.callers.iter().filter_map(move |c| {
+                let (caller, file, line) = c.site.clone()?;
+                Some(NumberedSite {
+                    caller,
+                    file,
+                    line,
+                    owner: i as u32,
+                })
+            })
+        });
+        probed.chain(calls).collect()
+    }
+
+    /// The kernel's `LOCK_CALLERS` entries, numbered as
+    /// [`Self::numbered_lock_sites`].
+    pub fn lock_callers(&self) -> Vec<(tracer_common::LockCaller, u32)> {
+        let mut next = self.locks.len() as u32;
+        let mut out = Vec::new();
+        for (i, l) in self.locks.iter().enumerate() {
+            for c in &l.callers {
+                let by = match c.site {
+                    Some(_) => {
+                        next += 1;
+                        next - 1
+                    }
+                    None => tracer_common::CALLER_IGNORED,
+                };
+                let key = tracer_common::LockCaller {
+                    site: i as u64,
+                    ret: c.ret,
+                };
+                out.push((key, by));
+            }
+        }
+        out
+    }
+}
 
 pub fn plan(target: &TargetInfo, mode: Mode, events: bool, stacks: bool) -> ProbePlan {
     let mut probes = Vec::new();
@@ -206,7 +278,7 @@ fn idle_mask(target: &TargetInfo, events: bool) -> u64 {
 }
 
 fn lock_probes(target: &TargetInfo, missing: &mut Vec<String>) -> Vec<LockProbe> {
-    use tracer_common::{lockop, LockSiteInfo, MAX_IGNORED_CALLERS};
+    use tracer_common::{lockop, LockSiteInfo};
     use tracer_inspect::locksites::{LockOp, Outcome};
     let bin = target.binary();
     let scan = match bin
@@ -258,12 +330,17 @@ fn lock_probes(target: &TargetInfo, missing: &mut Vec<String>) -> Vec<LockProbe>
             LockOp::RUnlock => lockop::RUNLOCK,
             LockOp::TryRLock => lockop::TRY_RLOCK,
         };
-        let mut ignore = [0u64; MAX_IGNORED_CALLERS];
         // Relative to the probed instruction, whose run-time address the kernel
         // has in `rip`: right in a PIE too, before its load address is known.
-        for (slot, addr) in ignore.iter_mut().zip(&site.ignore_return_addrs) {
-            *slot = addr.wrapping_sub(vaddr);
-        }
+        let ignored = site.ignore_return_addrs.iter().map(|a| LockCallerProbe {
+            ret: a.wrapping_sub(vaddr),
+            site: None,
+        });
+        let users = site.callers.iter().map(|c| LockCallerProbe {
+            ret: c.return_addr.wrapping_sub(vaddr),
+            site: Some((c.caller.clone(), c.file.clone(), c.line)),
+        });
+        let callers: Vec<LockCallerProbe> = ignored.chain(users).collect();
         out.push(LockProbe {
             file_offset,
             info: LockSiteInfo {
@@ -271,8 +348,7 @@ fn lock_probes(target: &TargetInfo, missing: &mut Vec<String>) -> Vec<LockProbe>
                 op,
                 adjust: site.adjust,
                 if_zf: u32::from(site.outcome == Outcome::IfZf),
-                _pad: 0,
-                ignore_callers: ignore,
+                by_caller: u32::from(!callers.is_empty()),
             },
             label: format!(
                 "{:?}.{:?} in {} ({}:{})",
@@ -281,6 +357,7 @@ fn lock_probes(target: &TargetInfo, missing: &mut Vec<String>) -> Vec<LockProbe>
             caller: site.caller.clone(),
             file: site.file.clone(),
             line: site.line,
+            callers,
         });
     }
     out
@@ -317,6 +394,14 @@ impl fmt::Display for ProbePlan {
                     "  {:>#10x}  {}  mutex = reg[{}] {:+}",
                     l.file_offset, l.label, l.info.reg, l.info.adjust
                 )?;
+                for c in &l.callers {
+                    match &c.site {
+                        Some((caller, file, line)) => {
+                            writeln!(f, "      called from {caller} ({file}:{line})")?
+                        }
+                        None => writeln!(f, "      called from sync (ignored)")?,
+                    }
+                }
             }
         }
         for m in &self.missing {
@@ -329,5 +414,80 @@ impl fmt::Display for ProbePlan {
             )?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn probe(caller: &str, callers: Vec<LockCallerProbe>) -> LockProbe {
+        LockProbe {
+            file_offset: 0,
+            info: Default::default(),
+            label: String::new(),
+            caller: caller.into(),
+            file: "x.go".into(),
+            line: 1,
+            callers,
+        }
+    }
+
+    fn user(ret: u64, caller: &str, line: u32) -> LockCallerProbe {
+        LockCallerProbe {
+            ret,
+            site: Some((caller.into(), "main.go".into(), line)),
+        }
+    }
+
+    #[test]
+    fn user_calls_are_numbered_after_the_probed_sites() {
+        let ignored = LockCallerProbe {
+            ret: 0x10,
+            site: None,
+        };
+        let plan = ProbePlan {
+            exe: "x".into(),
+            go_version: "go1.21".into(),
+            probes: Vec::new(),
+            globals: Vec::new(),
+            missing: Vec::new(),
+            unused: Vec::new(),
+            locks: vec![
+                probe("main.f", Vec::new()),
+                probe(
+                    "sync.(*RWMutex).Lock",
+                    vec![
+                        ignored,
+                        user(0x20, "main.write", 102),
+                        user(0x30, "main.flush", 114),
+                    ],
+                ),
+                probe("sync.(*Mutex).Lock", vec![user(0x40, "main.g", 7)]),
+            ],
+        };
+        let sites = plan.numbered_lock_sites();
+        let names: Vec<(&str, u32)> = sites.iter().map(|s| (&*s.caller, s.owner)).collect();
+        assert_eq!(
+            names,
+            [
+                ("main.f", 0),
+                ("sync.(*RWMutex).Lock", 1),
+                ("sync.(*Mutex).Lock", 2),
+                ("main.write", 1),
+                ("main.flush", 1),
+                ("main.g", 2),
+            ]
+        );
+        let key = |site, ret| tracer_common::LockCaller { site, ret };
+        assert_eq!(
+            plan.lock_callers(),
+            [
+                (key(1, 0x10), tracer_common::CALLER_IGNORED),
+                (key(1, 0x20), 3),
+                (key(1, 0x30), 4),
+                (key(2, 0x40), 5),
+            ]
+        );
     }
 }

@@ -146,9 +146,9 @@ pub fn trace(
         .enable_all()
         .build()?;
     let lock_sites = plan
-        .locks
-        .iter()
-        .map(|l| tracer_analysis::Frame::new(l.caller.clone(), l.file.clone(), l.line))
+        .numbered_lock_sites()
+        .into_iter()
+        .map(|l| tracer_analysis::Frame::new(l.caller, l.file, l.line))
         .collect();
     let mut session = session::Session::new(
         target,

@@ -743,6 +743,8 @@ struct Summary {
     hits: usize,
     counted: usize,
     ignored: usize,
+    /// Entry hits named by a listed caller.
+    by_caller: usize,
     marks: usize,
 }
 
@@ -838,6 +840,8 @@ fn check(go: &Path, tag: &str, gcflags: Option<&str>) {
     // Direct calls from the fixture's functions to out-of-line methods,
     // and all of their lock-prefixed instructions.
     let mut call_lines: BTreeMap<u32, Vec<Target>> = BTreeMap::new();
+    // (return address, line) of each direct call to a Lock/Unlock/RLock/RUnlock.
+    let mut direct_calls: BTreeSet<(u64, u32)> = BTreeSet::new();
     let mut fast_paths = BTreeSet::new();
     let mut locked = BTreeSet::new();
     for (name, lo, hi) in &main_fns {
@@ -848,6 +852,9 @@ fn check(go: &Path, tag: &str, gcflags: Option<&str>) {
                     let (f, l) = lines.at(ins.ip()).unwrap_or(("", 0));
                     if f == built.source {
                         call_lines.entry(l).or_default().push(*t);
+                        if !t.op.is_try() {
+                            direct_calls.insert((ins.next_ip(), l));
+                        }
                     } else {
                         assert!(name.contains("-fm"), "[{tag}] call from {name} at {f}:{l}");
                     }
@@ -860,6 +867,22 @@ fn check(go: &Path, tag: &str, gcflags: Option<&str>) {
                 fast_paths.insert(ins.ip());
             }
         }
+    }
+
+    // Each of those calls names the entry's hits by its own line.
+    let listed: BTreeSet<(u64, u32)> = res
+        .sites
+        .iter()
+        .flat_map(|s| &s.callers)
+        .filter(|c| c.file == built.source)
+        .map(|c| (c.return_addr, c.line))
+        .collect();
+    assert_eq!(
+        listed, direct_calls,
+        "[{tag}] callers listed vs direct calls in main.*"
+    );
+    if noinline {
+        assert!(!direct_calls.is_empty(), "[{tag}] no direct call");
     }
 
     // Each direct call line is covered exactly one way.
@@ -998,6 +1021,19 @@ fn check(go: &Path, tag: &str, gcflags: Option<&str>) {
                 Outcome::Performed | Outcome::Unknown => true,
                 Outcome::IfZf => zf,
             };
+            // A direct call names the hit by its own line.
+            let by_caller = site.callers.iter().find(|c| c.return_addr == h.rsp_word);
+            if let Some(c) = by_caller.filter(|_| !site.inlined) {
+                let call = h.frames.get(1).map(|f| (f.1.as_str(), f.2));
+                assert_eq!(
+                    Some((c.file.as_str(), c.line)),
+                    call,
+                    "[{tag}] hit at {:#x} named by {c:?}: {:?}",
+                    h.pc,
+                    h.frames
+                );
+                sum.by_caller += 1;
+            }
             let Some(line) = line else { continue };
             if let Some(m) = marks_src.get(&line) {
                 assert_eq!(

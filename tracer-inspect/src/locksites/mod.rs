@@ -34,7 +34,10 @@
 //! is not inlined, `Once`, `Pool`, ...) are listed per site in
 //! [`LockSite::ignore_return_addrs`]: the BPF side drops an entry event whose
 //! return address (`*(u64*)rsp` at the probe) is in that list, so one
-//! operation yields one event.
+//! operation yields one event. The direct calls from everywhere else are listed
+//! in [`LockSite::callers`] with the user's position of each (`callers`): the
+//! probe names the site by the call, so that a lock site is always the user's
+//! call site, not the method's own line in `sync`.
 //!
 //! Sites inside the `sync` and `internal/sync` packages themselves are not
 //! reported (an RWMutex is one lock, not an RWMutex plus its inner Mutex; the
@@ -54,6 +57,7 @@
 //! pieces together, so that callers see one module and none of its parts.
 
 mod anchor;
+mod callers;
 mod classify;
 mod dwarf;
 mod findings;
@@ -69,6 +73,7 @@ use gimli::{EndianSlice, LittleEndian, Section as _};
 use iced_x86::Register;
 use object::{Object, ObjectSection};
 
+pub use callers::CallerSite;
 use dwarf::Walker;
 use text::TextMap;
 
@@ -257,6 +262,10 @@ pub struct LockSite {
     /// from the `sync` package's own implementation and is already counted
     /// (or deliberately not counted) elsewhere.  Sorted.
     pub ignore_return_addrs: Vec<u64>,
+    /// Only for method entries: the direct calls from outside `sync`, each with
+    /// the user's position, to name a hit by the call that made it (found by its
+    /// return address). Sorted by return address.
+    pub callers: Vec<CallerSite>,
 }
 
 impl LockSite {
@@ -314,7 +323,10 @@ pub fn scan(file: &object::File<'_>) -> Result<LockSiteScan, LockSiteError> {
     }
     let mut w = Walker::new(&dwarf)?;
     w.walk_all()?;
-    Ok(w.into_findings().finish(&text))
+    // The pclntab names each call's position, inlined frames included (a
+    // binary without one still gets its sites, not their callers).
+    let tab = crate::pclntab::Pclntab::from_elf(file).ok();
+    Ok(w.into_findings().finish(&text, tab.as_ref()))
 }
 
 /// Like [`scan`], from the pclntab's inline trees instead of DWARF (what
@@ -342,7 +354,7 @@ pub fn scan_without_dwarf(file: &object::File<'_>) -> Result<LockSiteScan, LockS
         return Err(LockSiteError::NoInlineTrees);
     }
     let found = pcln::findings(&tab, findings::Layout::from_table(table));
-    Ok(found.finish(&TextMap::new(file)))
+    Ok(found.finish(&TextMap::new(file), Some(&tab)))
 }
 
 #[cfg(test)]

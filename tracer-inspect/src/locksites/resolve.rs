@@ -13,12 +13,14 @@ use std::collections::{BTreeMap, HashMap};
 use iced_x86::{FlowControl, Instruction, OpKind};
 
 use super::anchor::{after_stack_check, AnchorCtx};
+use super::callers::user_calls;
 use super::findings::Findings;
 use super::text::{fmt_ranges, merge_ranges, TextMap};
 use super::{Gpr, LockSite, LockSiteScan, Outcome};
+use crate::pclntab::Pclntab;
 
 impl Findings {
-    pub(super) fn finish(self, text: &TextMap<'_>) -> LockSiteScan {
+    pub(super) fn finish(self, text: &TextMap<'_>, tab: Option<&Pclntab<'_>>) -> LockSiteScan {
         let layout = self.layout;
         let mut out = LockSiteScan::default();
 
@@ -97,6 +99,7 @@ impl Findings {
                         inlined: true,
                         outcome: a.outcome,
                         ignore_return_addrs: Vec::new(),
+                        callers: Vec::new(),
                     },
                 ),
                 Err(why) => out.unresolved.push(format!(
@@ -112,6 +115,12 @@ impl Findings {
             }
         }
 
+        // The user's calls into each entry (Try methods excepted: theirs may be
+        // probed mid-body, where no return address is on the stack top).
+        let mut callers = match tab {
+            Some(tab) => user_calls(text, tab, &entry_index, self.ool.len()),
+            None => vec![Vec::new(); self.ool.len()],
+        };
         for (i, f) in self.ool.iter().enumerate() {
             let mut ign = std::mem::take(&mut ignore[i]);
             ign.sort_unstable();
@@ -128,6 +137,7 @@ impl Findings {
                 inlined: false,
                 outcome: Outcome::Performed,
                 ignore_return_addrs: Vec::new(),
+                callers: Vec::new(),
             };
             if f.target.op.is_try() {
                 // Probe the deciding CAS in the body when no caller has to be
@@ -173,6 +183,7 @@ impl Findings {
                     LockSite {
                         probe_vaddr: after_stack_check(text, f.low),
                         ignore_return_addrs: ign,
+                        callers: std::mem::take(&mut callers[i]),
                         ..base
                     },
                 );

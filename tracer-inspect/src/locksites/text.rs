@@ -25,6 +25,11 @@ impl<'d> TextMap<'d> {
         TextMap { secs }
     }
 
+    /// Each text section: its address and bytes.
+    pub(super) fn sections(&self) -> impl Iterator<Item = (u64, &[u8])> {
+        self.secs.iter().map(|(a, d)| (*a, d.as_ref()))
+    }
+
     fn bytes(&self, lo: u64, hi: u64) -> Option<&[u8]> {
         for (a, d) in &self.secs {
             if lo >= *a && hi <= a + d.len() as u64 && lo <= hi {

@@ -7,7 +7,7 @@ use aya::programs::UProbe;
 use aya::{Ebpf, EbpfLoader};
 use std::num::NonZeroU32;
 use std::path::Path;
-use tracer_common::LockSiteInfo;
+use tracer_common::{LockCaller, LockSiteInfo};
 
 static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/tracer"));
 
@@ -38,6 +38,9 @@ pub struct Attached {
     target: std::path::PathBuf,
     scope: UProbeScope,
     lock_offsets: Vec<u64>,
+    /// The probed site behind each site index the kernel reports (a user's call
+    /// into an entry-probed method is reported under an index of its own).
+    site_owners: Vec<u32>,
     /// (program, file offsets) of the probes the budget turns off and on together.
     park_points: Vec<(&'static str, Vec<u64>)>,
     parks_on: bool,
@@ -118,13 +121,13 @@ impl Attached {
             .map(|(i, _)| i as u32)
             .collect();
         self.active = active;
-        purge_held(&mut self.ebpf, &switched);
+        purge_held(&mut self.ebpf, &switched, &self.site_owners);
         if points.is_empty() {
             return Ok(());
         }
         let prog = lock_program(&mut self.ebpf)?;
         self.lock_link = Some(attach_sites(prog, &points, &target, scope)?);
-        purge_held(&mut self.ebpf, &switched);
+        purge_held(&mut self.ebpf, &switched, &self.site_owners);
         Ok(())
     }
 
@@ -132,7 +135,7 @@ impl Attached {
     /// (the first attach included) may be a Lock whose Unlock probe was not in.
     pub fn purge_all_held(&mut self) {
         let all: Vec<u32> = (0..self.lock_offsets.len() as u32).collect();
-        purge_held(&mut self.ebpf, &all);
+        purge_held(&mut self.ebpf, &all, &self.site_owners);
     }
 
     /// Turns the park probes off or on. Links are dropped on a thread of their
@@ -199,11 +202,17 @@ fn lock_program(ebpf: &mut Ebpf) -> Result<&mut UProbe, String> {
         .map_err(|e| format!("{e}"))
 }
 
-fn purge_held(ebpf: &mut Ebpf, sites: &[u32]) {
+/// Drops from the held sets every lock taken at one of the probed `sites`
+/// (`owners`: the probed site behind each site index, see `site_owners`).
+fn purge_held(ebpf: &mut Ebpf, sites: &[u32], owners: &[u32]) {
     use tracer_common::{HeldLocks, MAX_HELD};
     if sites.is_empty() {
         return;
     }
+    let switched = |site: u32| {
+        let owner = owners.get(site as usize).copied().unwrap_or(site);
+        sites.contains(&owner)
+    };
     let Some(map) = ebpf.map_mut("HELD") else {
         return;
     };
@@ -214,7 +223,7 @@ fn purge_held(ebpf: &mut Ebpf, sites: &[u32]) {
     for (goid, h) in entries {
         let mut kept = HeldLocks::default();
         for i in 0..(h.n as usize).min(MAX_HELD) {
-            if sites.contains(&h.sites[i]) {
+            if switched(h.sites[i]) {
                 continue;
             }
             let k = kept.n as usize;
@@ -283,6 +292,7 @@ pub fn attach(
             "CLASS_EDGES",
             "HOLD_HIST",
             "LOCK_SITES",
+            "LOCK_CALLERS",
         ] {
             loader.map_max_entries(name, 1);
         }
@@ -358,6 +368,14 @@ pub fn attach(
             for (i, l) in plan.locks.iter().enumerate() {
                 sites.set(i as u32, &l.info, 0).map_err(|e| e.to_string())?;
             }
+            let mut callers: aya::maps::HashMap<_, LockCaller, u32> = aya::maps::HashMap::try_from(
+                ebpf.map_mut("LOCK_CALLERS")
+                    .ok_or("LOCK_CALLERS map missing")?,
+            )
+            .map_err(|e| e.to_string())?;
+            for (key, by) in plan.lock_callers() {
+                callers.insert(&key, &by, 0).map_err(|e| e.to_string())?;
+            }
             let prog: &mut UProbe = ebpf
                 .program_mut(LOCK_PROGRAM)
                 .ok_or("program missing from the eBPF object")?
@@ -394,6 +412,7 @@ pub fn attach(
         target: target.to_path_buf(),
         scope,
         lock_offsets: plan.locks.iter().map(|l| l.file_offset).collect(),
+        site_owners: plan.numbered_lock_sites().iter().map(|s| s.owner).collect(),
         park_points,
         parks_on: true,
     })
