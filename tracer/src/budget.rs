@@ -72,6 +72,17 @@ pub struct Unit {
     /// Once attached, stays so at least this long: each switch costs the target
     /// too (breakpoints written into and out of its text).
     pub min_on: Duration,
+    /// The agent's time to attach or detach the unit, ns, until one switch
+    /// has been measured (see [`switch_estimate_ns`]).
+    pub switch_ns: f64,
+}
+
+/// What attaching or detaching `probes` uprobes takes the agent, before it has
+/// been measured: the kernel writes each breakpoint into the target's text
+/// (about 17 µs each on the bench machine, 56 ms for 3,200 lock sites), plus a
+/// link's own cost (about 1.5 ms for the 4 park probes).
+pub fn switch_estimate_ns(probes: usize) -> f64 {
+    1.5e6 + probes as f64 * 17_000.0
 }
 
 /// What to do with the unit after a tick.
@@ -115,8 +126,13 @@ pub struct Budget {
     pub peak_estimate: f64,
     /// Cost charged and the target's CPU time over the whole trace, ns.
     total: (f64, f64),
-    /// Time the agent spent in the system calls that switched the unit, ns.
+    /// Time the agent spent in the system calls that switched the unit, ns,
+    /// and how many calls that was.
     switch_ns: u64,
+    switch_calls: u64,
+    /// How busy the host's CPUs were lately (0 to 1): a switch's time costs the
+    /// target in that proportion (see [`HostLoad`]).
+    busy: f64,
 }
 
 /// What the report says about the budget.
@@ -132,7 +148,7 @@ pub struct BudgetReport {
     /// what tracing is estimated to have cost it, the agent included.
     pub charged_percent: f64,
     /// Time the agent spent attaching and detaching the unit's probes, ns (in
-    /// the charged cost: the kernel writes the breakpoints in its calls).
+    /// the charged cost: the kernel writes the breakpoints in those calls).
     pub switch_ns: u64,
 }
 
@@ -144,9 +160,11 @@ impl Budget {
             unit,
             on: true,
             since: now,
-            // The first on-period (from the attach) is the only one not paid in
-            // advance: a short run costs the budget plus that period.
-            credit_ns: 0.0,
+            // An allowance to start with (what the account may save): the first
+            // on-period, from the attach, is paid from it when it can be (see
+            // `affordable_at_start`); its probe hits are paid after the fact, so a
+            // short run costs the budget plus one shortest on-period.
+            credit_ns: Self::cap(percent),
             on_cost_rate: 0.0,
             tail_ns: 0.0,
             in_tail: false,
@@ -162,7 +180,40 @@ impl Budget {
             peak_estimate: 0.0,
             total: (0.0, 0.0),
             switch_ns: 0,
+            switch_calls: 0,
+            busy: 1.0,
         }
+    }
+
+    /// How busy the host's CPUs are (0 to 1), for the cost of the next switches.
+    pub fn set_busy(&mut self, busy: f64) {
+        self.busy = busy.clamp(0.0, 1.0);
+    }
+
+    /// Whether the unit may start attached: its switch off (detaching) must fit
+    /// in the starting allowance. A unit of thousands of lock sites does not: it
+    /// starts detached, and comes on once the account can pay for an on-period
+    /// and its two switches, like every later one.
+    pub fn affordable_at_start(&self) -> bool {
+        self.percent <= 0.0 || self.credit_ns >= self.switch_cost()
+    }
+
+    /// Starts the unit detached (see [`Self::affordable_at_start`]).
+    pub fn start_off(&mut self, now: Instant) {
+        self.on = false;
+        self.since = now;
+        self.last_tick = now;
+    }
+
+    /// One switch's cost to the target: the agent's time for it (the average
+    /// measured, or the unit's estimate before any) as far as the host is busy.
+    fn switch_cost(&self) -> f64 {
+        let agent = if self.switch_calls > 0 {
+            self.switch_ns as f64 / self.switch_calls as f64
+        } else {
+            self.unit.switch_ns
+        };
+        agent * self.busy
     }
 
     fn cap(percent: f64) -> f64 {
@@ -204,8 +255,11 @@ impl Budget {
             self.tail_ns = hits_d as f64 * self.unit.cost_ns;
         }
         // Back on when the account can pay for the shortest on-period at the last
-        // one's rate, with its tail (the fixed cost keeps being charged meanwhile).
-        let next = self.on_cost_rate * self.unit.min_on.as_secs_f64() + self.tail_ns;
+        // one's rate, with its tail and its two switches (the fixed cost keeps
+        // being charged meanwhile).
+        let next = self.on_cost_rate * self.unit.min_on.as_secs_f64()
+            + self.tail_ns
+            + 2.0 * self.switch_cost();
         let cap = Self::cap(self.percent).max(next);
         self.credit_ns = (self.credit_ns + self.percent / 100.0 * MARGIN * cpu - cost).min(cap);
         let in_state = now.saturating_duration_since(self.since);
@@ -240,10 +294,16 @@ impl Budget {
         None
     }
 
-    /// The switch just decided took the agent `ns` (charged with the agent's
-    /// CPU time; counted here for the report).
+    /// The switch just decided took the agent `ns`: charged at the next tick
+    /// (as part of the caller's fixed cost), and reported.
     pub fn switched_in(&mut self, ns: u64) {
         self.switch_ns += ns;
+        self.switch_calls += 1;
+    }
+
+    /// The agent's time in this unit's switches so far, ns.
+    pub fn switch_ns(&self) -> u64 {
+        self.switch_ns
     }
 
     fn switch(&mut self, on: bool, now: Instant) {
@@ -288,16 +348,52 @@ impl Budget {
     }
 }
 
-/// The agent's own user + system time (all its threads), in nanoseconds, at
-/// the kernel's finer resolution than `/proc`'s clock ticks.
-pub fn own_cpu_ns() -> Option<u64> {
-    // SAFETY: getrusage writes only the struct it is given.
-    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
-    if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) } != 0 {
+/// How busy the host's CPUs were since the last sample, from `/proc/stat`:
+/// the agent's time costs the target only as far as the CPUs are all taken
+/// (on an idle core it runs beside the target, not instead of it).
+#[derive(Debug, Default)]
+pub struct HostLoad {
+    /// (busy, total) jiffies at the last sample.
+    last: Option<(u64, u64)>,
+    /// The busy share over the last second or so (a moving average of the
+    /// samples: one budget tick is two clock ticks per CPU, too coarse alone).
+    average: Option<f64>,
+}
+
+impl HostLoad {
+    /// The busy share of all CPUs since the last call (0 to 1); None the first
+    /// time, or when `/proc/stat` cannot be read.
+    pub fn sample(&mut self) -> Option<f64> {
+        let stat = std::fs::read_to_string("/proc/stat").ok()?;
+        let now = busy_total(&stat)?;
+        let (b0, t0) = self.last.replace(now)?;
+        let total = now.1.saturating_sub(t0);
+        let share = (total > 0)
+            .then(|| (now.0.saturating_sub(b0) as f64 / total as f64).clamp(0.0, 1.0))?;
+        self.average = Some(self.average.map_or(share, |a| 0.95 * a + 0.05 * share));
+        Some(share)
+    }
+
+    /// The busy share over the last second or so.
+    pub fn average(&self) -> Option<f64> {
+        self.average
+    }
+}
+
+/// (busy, total) jiffies of the `cpu` line: idle and iowait are not busy.
+fn busy_total(stat: &str) -> Option<(u64, u64)> {
+    let line = stat.lines().find(|l| l.starts_with("cpu "))?;
+    let v: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .take(8)
+        .filter_map(|x| x.parse().ok())
+        .collect();
+    if v.len() < 5 {
         return None;
     }
-    let ns = |t: libc::timeval| t.tv_sec as u64 * 1_000_000_000 + t.tv_usec as u64 * 1_000;
-    Some(ns(ru.ru_utime) + ns(ru.ru_stime))
+    let total: u64 = v.iter().sum();
+    Some((total - v[3] - v[4], total))
 }
 
 /// utime + stime of a process, in nanoseconds (`/proc/PID/stat`, clock ticks).
@@ -323,6 +419,7 @@ mod tests {
             cost_ns: 1000.0,
             min_off: Duration::from_millis(200),
             min_on: Duration::from_millis(100),
+            switch_ns: 0.0,
         }
     }
 
@@ -437,6 +534,49 @@ mod tests {
             let r = b.tick(1_000_000, s * 1000 * MS, s * 100 * MS, at(s * 1000));
             assert_eq!(r, None, "at {s} s");
         }
+    }
+
+    #[test]
+    fn thousands_of_sites_start_detached_a_few_do_not() {
+        let many = Unit {
+            switch_ns: switch_estimate_ns(3_200),
+            ..unit()
+        };
+        let few = Unit {
+            switch_ns: switch_estimate_ns(200),
+            ..unit()
+        };
+        assert!(!Budget::new(3.0, many).affordable_at_start());
+        assert!(Budget::new(3.0, few).affordable_at_start());
+        assert!(Budget::new(0.0, many).affordable_at_start(), "no budget");
+    }
+
+    #[test]
+    fn an_on_period_pays_for_its_switches_in_advance() {
+        // A unit whose hits cost nothing but whose switches take 50 ms: started
+        // detached, it comes back only once 100 ms (two switches) are saved.
+        let u = Unit {
+            switch_ns: 50e6,
+            ..unit()
+        };
+        let mut b = Budget::new(5.0, u);
+        let t0 = Instant::now();
+        b.start_off(t0);
+        b.tick(0, 0, 0, t0);
+        let at = |ms: u64| t0 + Duration::from_millis(ms);
+        // One core at 5% x 0.8 earns 40 ms a second, on top of the 20 ms
+        // starting allowance: 100 ms takes 2 s.
+        assert_eq!(b.tick(0, 1_500 * MS, 0, at(1_500)), None);
+        assert_eq!(b.tick(0, 2_100 * MS, 0, at(2_100)), Some(Switch::On));
+    }
+
+    #[test]
+    fn host_busy_share_from_proc_stat() {
+        let stat = "cpu  100 0 50 800 50 0 0 0 0 0\ncpu0 1 2 3 4 5\n";
+        assert_eq!(busy_total(stat), Some((150, 1000)));
+        assert_eq!(busy_total("intr 1 2\n"), None);
+        let mut h = HostLoad::default();
+        assert_eq!(h.sample(), None);
     }
 
     #[test]

@@ -336,7 +336,7 @@ fn write_budget(
     // In the words of what the target paid, then what was sampled to keep it so.
     write!(
         out,
-        "probe budget {}%: estimated cost {:.1}% of the target's CPU time (the agent included); park probes on {:.0}% of the time",
+        "probe budget {}%: estimated cost {:.1}% of the target's CPU time (the agent's work for the probes included); park probes on {:.0}% of the time",
         parks.budget_percent,
         charged,
         parks.on_fraction * 100.0,

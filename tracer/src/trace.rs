@@ -182,6 +182,7 @@ pub fn trace(
                     cost_ns: budget::LOCK_HIT_NS,
                     min_off: budget::LOCK_MIN_OFF,
                     min_on: budget::LOCK_MIN_ON,
+                    switch_ns: budget::switch_estimate_ns(plan.locks.len()),
                 },
             ));
         }
@@ -194,8 +195,10 @@ pub fn trace(
                 cost_ns: budget::PARK_HIT_NS,
                 min_off: budget::PARK_MIN_OFF,
                 min_on: budget::PARK_MIN_ON,
+                switch_ns: budget::switch_estimate_ns(4),
             },
         ));
+        session.start_units();
     }
     if let Some(p) = session.probes() {
         say!(

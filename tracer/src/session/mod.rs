@@ -127,6 +127,13 @@ pub struct Session<'t> {
     run_mode: bool,
     /// Parked goroutines of the last read, by goid.
     prev_parks: std::collections::HashMap<u64, PrevPark>,
+    /// Time spent reading and applying records, for the budget.
+    drain_ns: u64,
+    /// The agent's time on the probes (records, switches) at the last budget
+    /// tick, and what the budget was charged for it so far (see `sampling`).
+    agent_spent_ns: u64,
+    agent_charged_ns: u64,
+    host_load: crate::budget::HostLoad,
     /// Names of the channel element types seen in reads (`chan os.Signal`).
     type_names: tracer_inspect::typenames::TypeNames,
     last_snapshot: Option<u64>,
@@ -216,6 +223,10 @@ impl<'t> Session<'t> {
             run_mode: false,
             prev_parks: Default::default(),
             type_names: Default::default(),
+            drain_ns: 0,
+            agent_spent_ns: 0,
+            agent_charged_ns: 0,
+            host_load: Default::default(),
             last_snapshot: None,
             snapshot_cost: Duration::ZERO,
             metrics: None,
@@ -377,7 +388,9 @@ impl<'t> Session<'t> {
     /// its final state and lets it go.
     pub fn drain(&mut self) {
         self.beat();
+        let started = std::time::Instant::now();
         self.drain_records();
+        self.drain_ns += started.elapsed().as_nanos() as u64;
         let held = self.probes.as_mut().is_some_and(Probes::exit_hold_pending);
         if !self.exit_held && held {
             // Held at exit: its final state, read while its memory is still there,

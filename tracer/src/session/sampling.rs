@@ -3,7 +3,7 @@
 //! over the kernel's held sets (before a switch purges them too). The budget's
 //! arithmetic is `crate::budget`; the lock analysis `tracer_analysis::lockwatch`.
 use super::Session;
-use crate::budget::{self, Switch};
+use crate::budget::{self, Budget, Switch};
 use crate::clock::monotonic_ns;
 use crate::probes::Probes;
 use tracer_analysis::lockwatch;
@@ -54,13 +54,63 @@ impl Session<'_> {
         }
     }
 
+    /// Detaches, before the target runs on, the units whose switch would not fit
+    /// in the budget's starting allowance (thousands of lock sites at a small
+    /// budget): they come on when the account can pay, like any on-period.
+    pub fn start_units(&mut self) {
+        let expensive = |b: &Option<Budget>| b.as_ref().is_some_and(|b| !b.affordable_at_start());
+        if expensive(&self.budget) || expensive(&self.park_budget) {
+            // Costly only on a busy host: see how busy over a moment.
+            let _ = self.host_load.sample();
+            std::thread::sleep(std::time::Duration::from_millis(50));
+            let busy = self.host_load.sample().unwrap_or(1.0);
+            for b in [&mut self.budget, &mut self.park_budget]
+                .into_iter()
+                .flatten()
+            {
+                b.set_busy(busy);
+            }
+        }
+        let now = std::time::Instant::now();
+        let Some(probes) = self.probes.as_mut() else {
+            return;
+        };
+        if let Some(b) = self.budget.as_mut().filter(|b| !b.affordable_at_start()) {
+            b.start_off(now);
+            let from = monotonic_ns();
+            if let Err(e) = probes.set_lock_sites(false) {
+                log::warn!("budget: detaching the lock sites failed: {e}");
+            }
+            let to = monotonic_ns();
+            self.locks.switched(from, to);
+            say!(
+                "tracer: {} lock sites start detached: attaching them costs more than the --budget allows at once; they are sampled once it can pay",
+                probes.lock_sites()
+            );
+        }
+        if let Some(b) = self
+            .park_budget
+            .as_mut()
+            .filter(|b| !b.affordable_at_start())
+        {
+            b.start_off(now);
+            if let Err(e) = probes.set_parks(false) {
+                log::warn!("budget: detaching the park probes failed: {e}");
+            }
+        }
+    }
+
     /// Measures probe hits against the target's CPU time and turns probes off or
-    /// on as the budgets say. Both units pay for the agent's own CPU time
-    /// (draining records, reads of the goroutines, the kernel's work of
-    /// attaching and detaching probes, done in the agent's system calls): on a
-    /// busy host it is CPU the target does not get. Lock sites come first
-    /// (lock-order findings depend on which stay on); the park probes get what
-    /// the lock sites and the agent leave.
+    /// on as the budgets say. Both units also pay for the agent's time that the
+    /// probes cause: draining their records, and the system calls that attach
+    /// and detach them (the kernel writes the breakpoints into the target's
+    /// text there, a few milliseconds for a few probes, tens for thousands of
+    /// lock sites): on a host whose CPUs are all busy it is CPU the target does
+    /// not get, so it is charged in proportion to how busy they were. The
+    /// agent's reads of the goroutines are not charged: every live mode has
+    /// them, probes or not, and watch mode's cost is theirs. Lock sites come
+    /// first (lock-order findings depend on which stay on); the park probes get
+    /// what the lock sites and the agent leave.
     pub(super) fn apply_budget(&mut self) {
         if self.budget.is_none() && self.park_budget.is_none() {
             return;
@@ -71,7 +121,21 @@ impl Session<'_> {
         let Some(lock_total) = self.probes.as_ref().map(Probes::lock_site_hits) else {
             return;
         };
-        let agent = budget::own_cpu_ns().unwrap_or(0);
+        let switching = self.budget.as_ref().map_or(0, Budget::switch_ns)
+            + self.park_budget.as_ref().map_or(0, Budget::switch_ns);
+        // Charged as far as the host's CPUs are all busy (the last tick's share).
+        let spent = self.drain_ns + switching;
+        let busy = self.host_load.sample().unwrap_or(1.0);
+        let lately = self.host_load.average().unwrap_or(1.0);
+        for b in [&mut self.budget, &mut self.park_budget]
+            .into_iter()
+            .flatten()
+        {
+            b.set_busy(lately);
+        }
+        let delta = spent.saturating_sub(std::mem::replace(&mut self.agent_spent_ns, spent));
+        self.agent_charged_ns += (delta as f64 * busy) as u64;
+        let agent = self.agent_charged_ns;
         let now = std::time::Instant::now();
         let lock_switch = self
             .budget
