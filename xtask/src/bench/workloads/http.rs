@@ -1,17 +1,23 @@
-//! The net/http JSON service driven by loadgen: saturated (requests/s), then paced
-//! at a share of the untraced rate (requests per second of the service's CPU time).
-//! A run measures the service and the agent, never what the tracer reports finding:
-//! what the service pays is the figure, whatever the tracer saw.
+//! The net/http JSON services driven by loadgen: saturated (requests/s), then
+//! paced at a share of the untraced rate (requests per second of the service's
+//! CPU time). One service process serves a whole table, as a user measures a
+//! running service: windows of load alternate untraced and traced, each traced
+//! window with `tracer attach` on from before it starts to after it ends (Go's
+//! own tools, which a flag turns on at start, get a process of their own). A
+//! window measures the service and the agent, never what the tracer reports
+//! finding: what the service pays is the figure, whatever the tracer saw.
 use crate::bench::configs::{Config, How, Role, CONFIGS};
-use crate::bench::runner::output::{failure, file, kv, read, remove, usage_error};
-use crate::bench::runner::process::{proc_stat, wait_child, KillOnDrop, Monitored, PidGuard};
+use crate::bench::runner::output::{failure, file, kv, read, remove, summary_line, usage_error};
+use crate::bench::runner::process::{
+    proc_stat, signal, wait_child, KillOnDrop, Monitored, PidGuard,
+};
 use crate::bench::runner::runs::agent_summary;
 use crate::bench::runner::{Ctx, RUN_TIMEOUT};
-use crate::bench::samples::{Row, Sample};
+use crate::bench::samples::{Agent, Row, Sample};
 use crate::bench::stats::{median_error, pair_ratios};
 use anyhow::{bail, Context as _, Result};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::{Command, ExitStatus, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -93,6 +99,9 @@ impl Ctx {
         } else {
             (self.p.http_rounds, self.p.http_max_rounds)
         };
+        let svc = self.start_service(&t.bin, &[])?;
+        // A window of load first: the service's heap and connections warm.
+        self.load_window(&svc.1, t.rate, 1)?;
         let mut round = 0;
         loop {
             if round >= max_rounds || (round >= min_rounds && settled(&mut rows)) {
@@ -126,19 +135,213 @@ impl Ctx {
                     self.p.http_secs,
                     round + 1,
                 );
-                match self.http_once(&t.bin, row.config, t.rate)? {
+                let sample = match row.config.how {
+                    How::Go(_) => self.http_once(&t.bin, row.config, t.rate)?,
+                    _ => self.http_window(&svc, row.config, t.rate)?,
+                };
+                match sample {
                     Some(s) => row.samples.push(s),
                     None => row.na = self.na.get(row.config.id).cloned(),
                 }
             }
             round += 1;
         }
+        drop(svc);
         // Slow modes ran in the first round only, so they pair with its untraced run.
         for row in rows.iter_mut() {
             row.once = false;
         }
         pair_ratios(&mut rows);
         Ok(rows)
+    }
+
+    /// Starts the service with `args`, waits for its `listen` line; returns its
+    /// process (killed on drop) and address.
+    fn start_service(&mut self, bin: &Path, args: &[&str]) -> Result<(KillOnDrop, String, u32)> {
+        let (out, err) = self.files();
+        let child = Command::new(bin)
+            .args(["-workload", "httpservice"])
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(file(&out)?)
+            .stderr(file(&err)?)
+            .spawn()
+            .with_context(|| format!("starting {}", bin.display()))?;
+        let pid = child.id();
+        let mut svc = KillOnDrop(child);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let text = read(&out);
+            if let Some(addr) = text
+                .lines()
+                .find(|l| l.starts_with("listen "))
+                .and_then(|l| kv(l, "addr"))
+            {
+                return Ok((svc, addr.to_string(), pid));
+            }
+            if let Some(status) = svc.0.try_wait()? {
+                let what = format!("{} (service)", bin.display());
+                return Err(failure(
+                    &what,
+                    "exited before listening",
+                    status,
+                    &out,
+                    &err,
+                ));
+            }
+            if Instant::now() > deadline {
+                bail!("{}: no `listen` line within 60 s", bin.display());
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// One loadgen window on `addr` of `secs` seconds; returns (requests, req/s).
+    fn load_window(&mut self, addr: &str, rate: Option<f64>, secs: u64) -> Result<(u64, f64)> {
+        let (lg_out, lg_err) = self.files();
+        let mut lg = KillOnDrop(
+            Command::new(&self.loadgen)
+                .args(["-addr", addr])
+                .args(["-duration", &format!("{secs}s")])
+                .args(["-conns", &HTTP_CONNS.to_string()])
+                .args(["-rate", &rate.unwrap_or(0.0).to_string()])
+                .stdin(Stdio::null())
+                .stdout(file(&lg_out)?)
+                .stderr(file(&lg_err)?)
+                .spawn()
+                .context("starting loadgen")?,
+        );
+        let status = wait_child(&mut lg.0, Duration::from_secs(secs + 60)).context("loadgen")?;
+        let text = read(&lg_out);
+        let result = text.lines().find(|l| l.starts_with("result "));
+        let requests = result
+            .and_then(|l| kv(l, "requests"))
+            .and_then(|v| v.parse::<u64>().ok());
+        let rps = result
+            .and_then(|l| kv(l, "rps"))
+            .and_then(|v| v.parse::<f64>().ok());
+        match (requests, rps) {
+            (Some(n), Some(r)) if n > 0 => {
+                remove(&[&lg_out, &lg_err]);
+                Ok((n, r))
+            }
+            _ => Err(failure(
+                "loadgen",
+                "printed no result",
+                status,
+                &lg_out,
+                &lg_err,
+            )),
+        }
+    }
+
+    /// One window of load on the table's service under `cfg`: untraced, with the
+    /// tracer attached from before the window to after it, or (snapshot mode)
+    /// attached once halfway through.
+    fn http_window(
+        &mut self,
+        svc: &(KillOnDrop, String, u32),
+        cfg: &'static Config,
+        rate: Option<f64>,
+    ) -> Result<Option<Sample>> {
+        let (_, addr, pid) = svc;
+        let flags = match self.tracer_flags(cfg.how) {
+            Ok(f) => f,
+            Err(why) => return Ok(self.unavailable(cfg, why)),
+        };
+        let secs = self.p.http_secs;
+        let what = format!("tracer attach {pid} under {}", cfg.label);
+        let cpu_before = proc_stat(*pid).map(|(_, t)| t);
+        let mut agent = None;
+        let (requests, rps) = match cfg.how {
+            How::Run { .. } => {
+                let (out, err) = self.files();
+                let mut cmd = Command::new(&self.tracer);
+                cmd.args(["attach", &pid.to_string(), "--format", "json"])
+                    .args(&flags)
+                    .stdin(Stdio::null())
+                    .stdout(file(&out)?)
+                    .stderr(file(&err)?);
+                let m = Monitored::spawn(&mut cmd, Duration::from_millis(5), &err)?;
+                let deadline = Instant::now() + Duration::from_secs(60);
+                while m.attached().is_none() {
+                    if !m.running() {
+                        let (status, _) = m.finish(Duration::from_secs(10), self.clk_tck)?;
+                        if let Some(why) = usage_error(status, &read(&out), &read(&err)) {
+                            return Ok(self.unavailable(cfg, why));
+                        }
+                        return Err(failure(
+                            &what,
+                            "exited before attaching",
+                            status,
+                            &out,
+                            &err,
+                        ));
+                    }
+                    if Instant::now() > deadline {
+                        bail!("{what}: not attached within 60 s (see {})", err.display());
+                    }
+                    thread::sleep(Duration::from_millis(5));
+                }
+                let window = self.load_window(addr, rate, secs);
+                signal(m.pid, "INT");
+                let (status, mut a) = m.finish(Duration::from_secs(120), self.clk_tck)?;
+                let window = window?;
+                agent_summary(&what, status, &read(&out), &out, &err, &mut a)?;
+                remove(&[&out, &err]);
+                agent = Some(a);
+                window
+            }
+            How::Attach { .. } => {
+                // Halfway through the window, on a thread of its own.
+                let (tracer, pid, clk) = (self.tracer.clone(), *pid, self.clk_tck);
+                let (out, err) = self.files();
+                let half = Duration::from_secs_f64(secs as f64 / 2.0);
+                let flags2 = flags.clone();
+                let attach = thread::spawn(move || -> Result<(ExitStatus, Agent, String)> {
+                    thread::sleep(half);
+                    let mut cmd = Command::new(&tracer);
+                    cmd.args(["attach", &pid.to_string()])
+                        .args(["--format", "json", "--duration", "0s"])
+                        .args(&flags2)
+                        .stdin(Stdio::null())
+                        .stdout(file(&out)?)
+                        .stderr(file(&err)?);
+                    let m = Monitored::spawn(&mut cmd, Duration::from_millis(2), &err)?;
+                    let (status, a) = m.finish(RUN_TIMEOUT, clk)?;
+                    let text = read(&out);
+                    remove(&[&out, &err]);
+                    Ok((status, a, text))
+                });
+                let window = self.load_window(addr, rate, secs)?;
+                let (status, mut a, text) = attach
+                    .join()
+                    .map_err(|_| anyhow::anyhow!("{what}: the attach thread panicked"))??;
+                if summary_line(&text).is_none() {
+                    if let Some(why) = usage_error(status, &text, "") {
+                        return Ok(self.unavailable(cfg, why));
+                    }
+                }
+                let (o, e) = self.files();
+                agent_summary(&what, status, &text, &o, &e, &mut a)?;
+                agent = Some(a);
+                window
+            }
+            _ => self.load_window(addr, rate, secs)?,
+        };
+        let cpu_after = proc_stat(*pid).map(|(_, t)| t);
+        let rate = match (rate, cpu_before, cpu_after) {
+            (None, ..) => rps,
+            (Some(_), Some(b), Some(a)) if a > b => {
+                requests as f64 / ((a - b) as f64 / self.clk_tck)
+            }
+            (Some(_), ..) => bail!("{what}: the service's CPU time could not be read"),
+        };
+        Ok(Some(Sample {
+            rate,
+            work_ns: secs * 1_000_000_000,
+            agent,
+        }))
     }
 
     /// Starts the service (plain, or under `tracer run`), waits for its `listen`
