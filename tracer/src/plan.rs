@@ -26,6 +26,8 @@ pub struct LockProbe {
     pub info: tracer_common::LockSiteInfo,
     /// `function (file:line) op` for reports.
     pub label: String,
+    /// A `TryLock` or `TryRLock` (never blocks).
+    pub try_lock: bool,
     pub caller: String,
     pub file: String,
     pub line: u32,
@@ -52,6 +54,8 @@ pub struct NumberedSite {
     pub line: u32,
     /// The probed site whose hits this one names (itself for a probed site).
     pub owner: u32,
+    /// A `TryLock` or `TryRLock` call.
+    pub try_lock: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -108,6 +112,7 @@ impl ProbePlan {
             file: l.file.clone(),
             line: l.line,
             owner: i as u32,
+            try_lock: l.try_lock,
         });
         let calls = self.locks.iter().enumerate().flat_map(|(i, l)| {
             l.callers.iter().filter_map(move |c| {
@@ -117,6 +122,7 @@ impl ProbePlan {
                     file,
                     line,
                     owner: i as u32,
+                    try_lock: l.try_lock,
                 })
             })
         });
@@ -354,6 +360,7 @@ fn lock_probes(target: &TargetInfo, missing: &mut Vec<String>) -> Vec<LockProbe>
                 "{:?}.{:?} in {} ({}:{})",
                 site.kind, site.op, site.caller, site.file, site.line
             ),
+            try_lock: matches!(site.op, LockOp::TryLock | LockOp::TryRLock),
             caller: site.caller.clone(),
             file: site.file.clone(),
             line: site.line,
@@ -426,6 +433,7 @@ mod tests {
             file_offset: 0,
             info: Default::default(),
             label: String::new(),
+            try_lock: false,
             caller: caller.into(),
             file: "x.go".into(),
             line: 1,

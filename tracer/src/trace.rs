@@ -145,8 +145,14 @@ pub fn trace(
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    let lock_sites = plan
-        .numbered_lock_sites()
+    let numbered = plan.numbered_lock_sites();
+    let try_sites: Vec<u64> = numbered
+        .iter()
+        .enumerate()
+        .filter(|(_, l)| l.try_lock)
+        .map(|(i, _)| i as u64)
+        .collect();
+    let lock_sites = numbered
         .into_iter()
         .map(|l| tracer_analysis::Frame::new(l.caller, l.file, l.line))
         .collect();
@@ -155,7 +161,7 @@ pub fn trace(
         probes,
         opts.clone(),
         analyzer,
-        Decoder::new(target, lock_sites),
+        Decoder::new(target, lock_sites).with_try_sites(try_sites),
         pid,
         out.clone(),
     )?;

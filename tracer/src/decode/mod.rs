@@ -60,6 +60,9 @@ pub struct Decoder<'t> {
     offsets: ObjectOffsets,
     /// Source position of each lock site, by site index (locks mode).
     lock_sites: Vec<Frame>,
+    /// Site indexes of `TryLock`/`TryRLock` calls: one never blocks, so taking a
+    /// lock again with it is no self-deadlock (it fails, or succeeds harmlessly).
+    try_sites: std::collections::HashSet<u64>,
 }
 
 impl<'t> Decoder<'t> {
@@ -70,7 +73,14 @@ impl<'t> Decoder<'t> {
             frames: FastMap::default(),
             offsets: ObjectOffsets::new(target),
             lock_sites,
+            try_sites: Default::default(),
         }
+    }
+
+    /// Which site indexes are `TryLock`/`TryRLock` calls.
+    pub fn with_try_sites(mut self, sites: impl IntoIterator<Item = u64>) -> Self {
+        self.try_sites = sites.into_iter().collect();
+        self
     }
 
     pub fn lock_sites(&self) -> &[Frame] {
@@ -103,6 +113,7 @@ impl<'t> Decoder<'t> {
                     },
                 }
             }
+            kind::LOCK_SELF if self.try_sites.contains(&ev.arg) => Record::Skip,
             kind::LOCK_SELF => Record::SelfAcquire {
                 ts_ns: ev.ts_ns,
                 goid: ev.goid,
