@@ -240,38 +240,30 @@ impl LockWatch {
         }
         let mut waiting: HashMap<u64, u64> = HashMap::new();
         let mut parked = Vec::new();
+        let mut links = Vec::new();
         for p in model.parked() {
+            let reason = &p.parked.wait_reason;
             let lock = match p.parked.object {
                 Object::Mutex { addr } | Object::RwMutex { addr } => addr,
+                Object::Channel { addr, .. }
+                    if reason.starts_with("chan send") || reason.starts_with("chan receive") =>
+                {
+                    if let Some(server) = model.partners().only_other(addr, p.goid()) {
+                        links.push(WaitLink {
+                            goid: p.goid(),
+                            wait_reason: reason.clone(),
+                            lock: addr,
+                            holder: server,
+                            held_at: None,
+                            frames: p.parked.frames.to_vec(),
+                        });
+                    }
+                    continue;
+                }
                 _ => continue,
             };
             waiting.insert(p.goid(), lock);
-            parked.push((
-                p.goid(),
-                lock,
-                p.parked.wait_reason.clone(),
-                p.parked.frames.to_vec(),
-            ));
-        }
-        let mut links = Vec::new();
-        for p in model.parked() {
-            let (Object::Channel { addr, .. }, true) = (
-                &p.parked.object,
-                p.parked.wait_reason.starts_with("chan send")
-                    || p.parked.wait_reason.starts_with("chan receive"),
-            ) else {
-                continue;
-            };
-            if let Some(server) = model.partners().only_other(*addr, p.goid()) {
-                links.push(WaitLink {
-                    goid: p.goid(),
-                    wait_reason: p.parked.wait_reason.clone(),
-                    lock: *addr,
-                    holder: server,
-                    held_at: None,
-                    frames: p.parked.frames.to_vec(),
-                });
-            }
+            parked.push((p.goid(), lock, reason.clone(), p.parked.frames.to_vec()));
         }
         for (goid, lock, reason, frames) in parked {
             // A reader waits for the writer; a writer for anyone holding the lock.

@@ -192,23 +192,6 @@ impl Drop for KillOnDrop {
     }
 }
 
-/// A process that is not our child (the service under `tracer run`): killed on
-/// drop, if it is still the program we started (its command name, as the PID
-/// may have been reused).
-pub struct PidGuard(pub u32, pub String);
-
-impl Drop for PidGuard {
-    fn drop(&mut self) {
-        let comm = fs::read_to_string(format!("/proc/{}/comm", self.0)).unwrap_or_default();
-        if comm.trim() == self.1 {
-            let _ = Command::new("kill")
-                .args(["-KILL", &self.0.to_string()])
-                .stderr(Stdio::null())
-                .status();
-        }
-    }
-}
-
 pub fn signal(pid: u32, sig: &str) {
     let _ = Command::new("kill")
         .args([&format!("-{sig}"), &pid.to_string()])

@@ -7,17 +7,15 @@
 //! window measures the service and the agent, never what the tracer reports
 //! finding: what the service pays is the figure, whatever the tracer saw.
 use crate::bench::configs::{Config, How, Role, CONFIGS};
-use crate::bench::runner::output::{failure, file, kv, read, remove, summary_line, usage_error};
-use crate::bench::runner::process::{
-    proc_stat, signal, wait_child, KillOnDrop, Monitored, PidGuard,
-};
+use crate::bench::runner::output::{failure, file, kv, read, remove, usage_error};
+use crate::bench::runner::process::{proc_stat, signal, wait_child, KillOnDrop, Monitored};
 use crate::bench::runner::runs::agent_summary;
 use crate::bench::runner::{Ctx, RUN_TIMEOUT};
-use crate::bench::samples::{Agent, Row, Sample};
+use crate::bench::samples::{Row, Sample};
 use crate::bench::stats::{median_error, pair_ratios};
 use anyhow::{bail, Context as _, Result};
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitStatus, Stdio};
+use std::process::{Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -136,7 +134,12 @@ impl Ctx {
                     round + 1,
                 );
                 let sample = match row.config.how {
-                    How::Go(_) => self.http_once(&t.bin, row.config, t.rate)?,
+                    // Go's tools are turned on at start: a process of their own.
+                    How::Go(flag) => {
+                        let own = self.start_service(&t.bin, &[flag])?;
+                        thread::sleep(Duration::from_millis(300));
+                        self.http_window(&own, row.config, t.rate)?
+                    }
                     _ => self.http_window(&svc, row.config, t.rate)?,
                 };
                 match sample {
@@ -198,41 +201,28 @@ impl Ctx {
 
     /// One loadgen window on `addr` of `secs` seconds; returns (requests, req/s).
     fn load_window(&mut self, addr: &str, rate: Option<f64>, secs: u64) -> Result<(u64, f64)> {
-        let (lg_out, lg_err) = self.files();
-        let mut lg = KillOnDrop(
-            Command::new(&self.loadgen)
-                .args(["-addr", addr])
-                .args(["-duration", &format!("{secs}s")])
-                .args(["-conns", &HTTP_CONNS.to_string()])
-                .args(["-rate", &rate.unwrap_or(0.0).to_string()])
-                .stdin(Stdio::null())
-                .stdout(file(&lg_out)?)
-                .stderr(file(&lg_err)?)
-                .spawn()
-                .context("starting loadgen")?,
-        );
-        let status = wait_child(&mut lg.0, Duration::from_secs(secs + 60)).context("loadgen")?;
-        let text = read(&lg_out);
-        let result = text.lines().find(|l| l.starts_with("result "));
-        let requests = result
-            .and_then(|l| kv(l, "requests"))
-            .and_then(|v| v.parse::<u64>().ok());
-        let rps = result
-            .and_then(|l| kv(l, "rps"))
-            .and_then(|v| v.parse::<f64>().ok());
-        match (requests, rps) {
-            (Some(n), Some(r)) if n > 0 => {
-                remove(&[&lg_out, &lg_err]);
-                Ok((n, r))
-            }
-            _ => Err(failure(
-                "loadgen",
-                "printed no result",
-                status,
-                &lg_out,
-                &lg_err,
-            )),
-        }
+        let lg = self.start_load(addr, rate, secs)?;
+        finish_load(lg, secs)
+    }
+
+    /// Starts loadgen for one window; [`finish_load`] waits for its result.
+    fn start_load(&mut self, addr: &str, rate: Option<f64>, secs: u64) -> Result<Load> {
+        let (out, err) = self.files();
+        let child = Command::new(&self.loadgen)
+            .args(["-addr", addr])
+            .args(["-duration", &format!("{secs}s")])
+            .args(["-conns", &HTTP_CONNS.to_string()])
+            .args(["-rate", &rate.unwrap_or(0.0).to_string()])
+            .stdin(Stdio::null())
+            .stdout(file(&out)?)
+            .stderr(file(&err)?)
+            .spawn()
+            .context("starting loadgen")?;
+        Ok(Load {
+            child: KillOnDrop(child),
+            out,
+            err,
+        })
     }
 
     /// One window of load on the table's service under `cfg`: untraced, with the
@@ -293,39 +283,13 @@ impl Ctx {
                 window
             }
             How::Attach { .. } => {
-                // Halfway through the window, on a thread of its own.
-                let (tracer, pid, clk) = (self.tracer.clone(), *pid, self.clk_tck);
-                let (out, err) = self.files();
-                let half = Duration::from_secs_f64(secs as f64 / 2.0);
-                let flags2 = flags.clone();
-                let attach = thread::spawn(move || -> Result<(ExitStatus, Agent, String)> {
-                    thread::sleep(half);
-                    let mut cmd = Command::new(&tracer);
-                    cmd.args(["attach", &pid.to_string()])
-                        .args(["--format", "json", "--duration", "0s"])
-                        .args(&flags2)
-                        .stdin(Stdio::null())
-                        .stdout(file(&out)?)
-                        .stderr(file(&err)?);
-                    let m = Monitored::spawn(&mut cmd, Duration::from_millis(2), &err)?;
-                    let (status, a) = m.finish(RUN_TIMEOUT, clk)?;
-                    let text = read(&out);
-                    remove(&[&out, &err]);
-                    Ok((status, a, text))
-                });
-                let window = self.load_window(addr, rate, secs)?;
-                let (status, mut a, text) = attach
-                    .join()
-                    .map_err(|_| anyhow::anyhow!("{what}: the attach thread panicked"))??;
-                if summary_line(&text).is_none() {
-                    if let Some(why) = usage_error(status, &text, "") {
-                        return Ok(self.unavailable(cfg, why));
-                    }
-                }
-                let (o, e) = self.files();
-                agent_summary(&what, status, &text, &o, &e, &mut a)?;
-                agent = Some(a);
-                window
+                let lg = self.start_load(addr, rate, secs)?;
+                thread::sleep(Duration::from_secs_f64(secs as f64 / 2.0));
+                let Some(run) = self.attach_once(*pid, &flags, RUN_TIMEOUT)? else {
+                    return Ok(self.unavailable(cfg, "mode not available".into()));
+                };
+                agent = Some(run.agent);
+                finish_load(lg, secs)?
             }
             _ => self.load_window(addr, rate, secs)?,
         };
@@ -343,173 +307,38 @@ impl Ctx {
             agent,
         }))
     }
+}
 
-    /// Starts the service (plain, or under `tracer run`), waits for its `listen`
-    /// line, drives it with loadgen for a fixed time (attaching the tracer halfway
-    /// for attach-only modes), then stops it.
-    fn http_once(
-        &mut self,
-        bin: &Path,
-        cfg: &'static Config,
-        rate: Option<f64>,
-    ) -> Result<Option<Sample>> {
-        let what = format!("{} under {}", bin.display(), cfg.label);
-        let (out, err) = self.files();
-        let mut bench_args = vec!["-workload".to_string(), "httpservice".to_string()];
-        if let How::Go(flag) = cfg.how {
-            bench_args.push(flag.to_string());
+/// A loadgen run under way, and where its output goes.
+struct Load {
+    child: KillOnDrop,
+    out: PathBuf,
+    err: PathBuf,
+}
+
+/// Waits for a window's loadgen; returns (requests, req/s).
+fn finish_load(mut lg: Load, secs: u64) -> Result<(u64, f64)> {
+    let status = wait_child(&mut lg.child.0, Duration::from_secs(secs + 60)).context("loadgen")?;
+    let text = read(&lg.out);
+    let result = text.lines().find(|l| l.starts_with("result "));
+    let requests = result
+        .and_then(|l| kv(l, "requests"))
+        .and_then(|v| v.parse::<u64>().ok());
+    let rps = result
+        .and_then(|l| kv(l, "rps"))
+        .and_then(|v| v.parse::<f64>().ok());
+    match (requests, rps) {
+        (Some(n), Some(r)) if n > 0 => {
+            remove(&[&lg.out, &lg.err]);
+            Ok((n, r))
         }
-        let flags = match self.tracer_flags(cfg.how) {
-            Ok(f) => f,
-            Err(why) => return Ok(self.unavailable(cfg, why)),
-        };
-        let mut plain = None;
-        let mut traced = None;
-        if let How::Run { .. } = cfg.how {
-            let mut cmd = Command::new(&self.tracer);
-            cmd.args(["run", "--format", "json"])
-                .args(&flags)
-                .arg("--")
-                .arg(bin)
-                .args(&bench_args)
-                .stdin(Stdio::null())
-                .stdout(file(&out)?)
-                .stderr(file(&err)?);
-            traced = Some(Monitored::spawn(&mut cmd, Duration::from_millis(5), &err)?);
-        } else {
-            let child = Command::new(bin)
-                .args(&bench_args)
-                .stdin(Stdio::null())
-                .stdout(file(&out)?)
-                .stderr(file(&err)?)
-                .spawn()
-                .with_context(|| format!("starting {}", bin.display()))?;
-            plain = Some(KillOnDrop(child));
-        }
-        // Wait for `listen addr=...` (and the service's own pid: under `tracer run`
-        // it is not our child).
-        let deadline = Instant::now() + Duration::from_secs(60);
-        let (addr, svc_pid) = loop {
-            let text = read(&out);
-            let line = |prefix: &str, key: &str| {
-                text.lines()
-                    .find(|l| l.starts_with(prefix))
-                    .and_then(|l| kv(l, key))
-                    .map(str::to_string)
-            };
-            let pid = line("pid ", "pid").and_then(|p| p.parse::<u32>().ok());
-            if let (Some(a), Some(p)) = (line("listen ", "addr"), pid) {
-                break (a, p);
-            }
-            if let Some(p) = plain.as_mut() {
-                if let Some(status) = p.0.try_wait()? {
-                    return Err(failure(
-                        &what,
-                        "exited before listening",
-                        status,
-                        &out,
-                        &err,
-                    ));
-                }
-            }
-            if let Some(m) = traced.take() {
-                if !m.running() {
-                    let (status, _) = m.finish(Duration::from_secs(10), self.clk_tck)?;
-                    if let Some(why) = usage_error(status, &read(&out), &read(&err)) {
-                        return Ok(self.unavailable(cfg, why));
-                    }
-                    return Err(failure(
-                        &what,
-                        "exited before listening",
-                        status,
-                        &out,
-                        &err,
-                    ));
-                }
-                traced = Some(m);
-            }
-            if Instant::now() > deadline {
-                bail!(
-                    "{what}: no `listen` line within 60 s (see {})",
-                    out.display()
-                );
-            }
-            thread::sleep(Duration::from_millis(20));
-        };
-        // The kernel's command name: the executable's name, cut at 15 bytes.
-        let comm: String = bin
-            .file_name()
-            .map(|n| n.to_string_lossy().chars().take(15).collect())
-            .unwrap_or_default();
-        let svc_guard = PidGuard(svc_pid, comm);
-        thread::sleep(Duration::from_millis(300));
-        let (lg_out, lg_err) = self.files();
-        let cpu_before = proc_stat(svc_pid).map(|(_, t)| t);
-        let mut lg = KillOnDrop(
-            Command::new(&self.loadgen)
-                .args(["-addr", &addr])
-                .args(["-duration", &format!("{}s", self.p.http_secs)])
-                .args(["-conns", &HTTP_CONNS.to_string()])
-                .args(["-rate", &rate.unwrap_or(0.0).to_string()])
-                .stdin(Stdio::null())
-                .stdout(file(&lg_out)?)
-                .stderr(file(&lg_err)?)
-                .spawn()
-                .context("starting loadgen")?,
-        );
-        let mut agent = None;
-        if let How::Attach { .. } = cfg.how {
-            thread::sleep(Duration::from_secs_f64(self.p.http_secs as f64 / 2.0));
-            let Some(run) = self.attach_once(svc_pid, &flags, RUN_TIMEOUT)? else {
-                return Ok(self.unavailable(cfg, "mode not available".into()));
-            };
-            agent = Some(run.agent);
-        }
-        let lg_status =
-            wait_child(&mut lg.0, Duration::from_secs(self.p.http_secs + 60)).context("loadgen")?;
-        let cpu_after = proc_stat(svc_pid).map(|(_, t)| t);
-        let lg_text = read(&lg_out);
-        let result = lg_text.lines().find(|l| l.starts_with("result "));
-        let requests = result
-            .and_then(|l| kv(l, "requests"))
-            .and_then(|v| v.parse::<u64>().ok());
-        let rps = result
-            .and_then(|l| kv(l, "rps"))
-            .and_then(|v| v.parse::<f64>().ok());
-        drop(plain);
-        drop(svc_guard); // stops the service; under `tracer run` the tracer then reports
-        if let Some(m) = traced {
-            let (status, mut a) = m.finish(Duration::from_secs(120), self.clk_tck)?;
-            agent_summary(&what, status, &read(&out), &out, &err, &mut a)?;
-            agent = Some(a);
-        }
-        let (Some(requests), Some(rps)) = (requests, rps) else {
-            return Err(failure(
-                &what,
-                "loadgen printed no result",
-                lg_status,
-                &lg_out,
-                &lg_err,
-            ));
-        };
-        if requests == 0 {
-            bail!("{what}: no request completed: {}", lg_text.trim());
-        }
-        remove(&[&out, &err, &lg_out, &lg_err]);
-        let rate = match (rate, cpu_before, cpu_after) {
-            (None, ..) => rps,
-            // Requests per second of the service's CPU time: its capacity, were
-            // it CPU-bound.
-            (Some(_), Some(b), Some(a)) if a > b => {
-                requests as f64 / ((a - b) as f64 / self.clk_tck)
-            }
-            (Some(_), ..) => bail!("{what}: the service's CPU time could not be read"),
-        };
-        Ok(Some(Sample {
-            rate,
-            work_ns: self.p.http_secs * 1_000_000_000,
-            agent,
-        }))
+        _ => Err(failure(
+            "loadgen",
+            "printed no result",
+            status,
+            &lg.out,
+            &lg.err,
+        )),
     }
 }
 
