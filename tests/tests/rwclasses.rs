@@ -1,7 +1,9 @@
 //! RWMutex write locks are named by the user's call sites: `RWMutex.Lock` is
 //! never inlined (nor is any lock method with `-gcflags=all=-l`), and its
 //! probe's own line in `sync` would make every RWMutex one lock class, and, on
-//! Go 1.21 without inlining, its inner `w.Lock()` a self-deadlock.
+//! Go 1.21 without inlining, its inner `w.Lock()` a self-deadlock. And lock
+//! classes are the mutex's field in its type where the code says it, so two
+//! types locked in both orders on different objects are an inversion.
 use std::path::Path;
 use tracer_tests::*;
 
@@ -75,6 +77,40 @@ fn rwmutex_sites_are_user_sites(go: Go, flags: &[&str]) {
         classes.iter().all(|c| c.starts_with("main.")),
         "{ctx}: a class in sync: {classes:?}"
     );
+
+    // Account then Ledger in debit, Ledger then Account in audit, on other
+    // objects: one class-level inversion named by the two fields.
+    let (code, out, err) = run_locks_mode(&bin, &["-case", "types"]);
+    assert_eq!(code, 1, "{ctx}: --fail-on lock must fail: {err}\n{out}");
+    let findings = lock_findings(&out);
+    assert_eq!(findings.len(), 1, "{ctx}: {findings:#?}");
+    let f = &findings[0];
+    assert_eq!(
+        (&f["rule"], &f["level"]),
+        (&"lock_order_inversion".into(), &"class".into()),
+        "{ctx}: {f}"
+    );
+    let mut classes: Vec<&str> = f["classes"]
+        .as_array()
+        .expect("classes")
+        .iter()
+        .filter_map(|c| c.as_str())
+        .collect();
+    classes.sort();
+    assert_eq!(classes, ["main.Account.mu", "main.Ledger.mu"], "{ctx}: {f}");
+    let mut edges: Vec<((String, u64), (String, u64))> = f["edges"]
+        .as_array()
+        .expect("edges")
+        .iter()
+        .map(|e| (at(&e["held_at"]), at(&e["acquired_at"])))
+        .collect();
+    edges.sort();
+    let mut want = vec![
+        (site("debit-account"), site("debit-ledger")),
+        (site("audit-ledger"), site("audit-account")),
+    ];
+    want.sort();
+    assert_eq!(edges, want, "{ctx}: {f}");
 }
 
 #[test]
@@ -85,6 +121,16 @@ fn rwmutex_sites_default_go() {
 #[test]
 fn rwmutex_sites_default_go_without_inlining() {
     rwmutex_sites_are_user_sites(Go::Default, &["-gcflags=all=-l"]);
+}
+
+#[test]
+fn rwmutex_sites_newest_go() {
+    rwmutex_sites_are_user_sites(Go::Newest, &[]);
+}
+
+#[test]
+fn rwmutex_sites_newest_go_without_inlining() {
+    rwmutex_sites_are_user_sites(Go::Newest, &["-gcflags=all=-l"]);
 }
 
 #[test]

@@ -22,6 +22,29 @@ pub struct LockEdge {
     pub stack: Vec<Frame>,
     pub from_read: bool,
     pub to_read: bool,
+    /// The held lock's class when its place in a type is known
+    /// (`main.Account.mu`); else its site names it (see [`class_of`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub held_class: Option<Arc<str>>,
+    /// The acquired lock's class, likewise.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub acquired_class: Option<Arc<str>>,
+}
+
+impl LockEdge {
+    /// The class of the held lock.
+    pub fn from_class(&self) -> String {
+        self.held_class
+            .as_deref()
+            .map_or_else(|| class_of(&self.held_at), str::to_string)
+    }
+
+    /// The class of the acquired lock.
+    pub fn to_class(&self) -> String {
+        self.acquired_class
+            .as_deref()
+            .map_or_else(|| class_of(&self.acquired_at), str::to_string)
+    }
 }
 
 /// What a goroutine blocked in a lock waits for, and who holds it.
@@ -43,8 +66,9 @@ pub struct WaitLink {
 #[serde(tag = "rule", rename_all = "snake_case")]
 pub enum LockFinding {
     /// A cycle in the lock-order graph. `level` is "instance" (the same mutexes) or
-    /// "class" (mutexes acquired at the same code locations, e.g. the same field of
-    /// different objects of one type); `classes` names the class of each lock.
+    /// "class" (different mutexes of the same kinds: the same field of one type,
+    /// or, where that is not known, the same acquisition site); `classes` names
+    /// the class of each lock.
     LockOrderInversion {
         level: &'static str,
         locks: Vec<u64>,
@@ -175,8 +199,8 @@ fn canonical(cycle: &[u64]) -> Vec<u64> {
     cycle[min..].iter().chain(&cycle[..min]).copied().collect()
 }
 
-/// The class of a lock: where in the code it is acquired. All `x.mu` of one type
-/// locked through the same method share it, as lockdep's classes share a key.
+/// The class of a lock whose place in a type is not known: where in the code it
+/// is acquired. All `x.mu` locked through the same method share it.
 pub fn class_of(site: &Frame) -> String {
     let file = site.file.rsplit('/').next().unwrap_or(&site.file);
     format!("{} ({file}:{})", site.function, site.line)
@@ -204,12 +228,12 @@ impl LockGraph {
     /// Adds an edge; returns the inversion it closes, if it closes a new cycle among
     /// the same mutexes, or else among their classes.
     pub fn add_edge(&mut self, edge: LockEdge) -> Option<LockFinding> {
-        let from_class = self.class_id(class_of(&edge.held_at));
-        let to_class = self.class_id(class_of(&edge.acquired_at));
+        let from_class = self.class_id(edge.from_class());
+        let to_class = self.class_id(edge.to_class());
         let instance = self.instances.add(edge.from, edge.to, edge.clone());
         let class = self.classes.add(from_class, to_class, edge);
         if let Some((locks, edges)) = instance {
-            let classes = edges.iter().map(|e| class_of(&e.held_at)).collect();
+            let classes = edges.iter().map(LockEdge::from_class).collect();
             return Some(LockFinding::LockOrderInversion {
                 level: "instance",
                 locks,
@@ -310,6 +334,8 @@ mod tests {
             stack: Vec::new(),
             from_read: false,
             to_read: false,
+            held_class: None,
+            acquired_class: None,
         }
     }
 
@@ -348,6 +374,8 @@ mod tests {
             stack: Vec::new(),
             from_read: false,
             to_read: false,
+            held_class: None,
+            acquired_class: None,
         };
         // x1 (line 103) then y1 (105); later y2 (105) then x2 (103).
         assert!(g.add_edge(e(1, 2, 103, 105, 1)).is_none());

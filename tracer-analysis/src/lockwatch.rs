@@ -9,6 +9,7 @@ use crate::lockgraph::{class_of, LockEdge, LockFinding, LockGraph, WaitLink};
 use crate::model::Model;
 use serde::Serialize;
 use std::collections::HashMap;
+use std::sync::Arc;
 
 /// The locks one goroutine holds, as the kernel recorded them: (lock, read), and
 /// the lock site each was taken at (same order; may be empty).
@@ -345,16 +346,23 @@ impl HoldTimes {
 }
 
 /// Hold-time histograms per lock class, from each site's buckets (`buckets[i]`
-/// for `sites[i]`; sites with no hold are left out).
-pub fn hold_times(sites: &[Frame], buckets: &[Vec<u64>]) -> Vec<HoldTimes> {
+/// for `sites[i]`, whose class is `classes[i]` when known, else the site's;
+/// sites with no hold are left out).
+pub fn hold_times(
+    sites: &[Frame],
+    classes: &[Option<Arc<str>>],
+    buckets: &[Vec<u64>],
+) -> Vec<HoldTimes> {
     let mut by_class: std::collections::BTreeMap<String, Vec<u64>> = Default::default();
-    for (frame, site) in sites.iter().zip(buckets) {
+    for (i, (frame, site)) in sites.iter().zip(buckets).enumerate() {
         if site.iter().all(|n| *n == 0) {
             continue;
         }
-        let acc = by_class
-            .entry(class_of(frame))
-            .or_insert_with(|| vec![0; site.len()]);
+        let class = match classes.get(i).cloned().flatten() {
+            Some(c) => c.to_string(),
+            None => class_of(frame),
+        };
+        let acc = by_class.entry(class).or_insert_with(|| vec![0; site.len()]);
         for (a, b) in acc.iter_mut().zip(site) {
             *a += b;
         }
@@ -563,6 +571,8 @@ mod tests {
             stack: stack.iter().map(|f| site(f, 3)).collect(),
             from_read: false,
             to_read: false,
+            held_class: None,
+            acquired_class: None,
         };
         let mut w = LockWatch::new();
         let acquire = &[
@@ -678,9 +688,15 @@ mod tests {
             Frame::new("main.b", "/src/main.go", 20),
         ];
         let buckets = vec![vec![0, 2, 0], vec![0, 0, 2], vec![0, 0, 0]];
-        let h = hold_times(&sites, &buckets);
+        let h = hold_times(&sites, &[], &buckets);
         assert_eq!(h.len(), 1);
         assert_eq!(h[0].count, 4);
         assert_eq!((h[0].p50_ns, h[0].max_ns), (2, 4));
+        // Two sites of one field are one class.
+        let buckets = vec![vec![0, 2, 0], vec![0, 0, 0], vec![0, 0, 2]];
+        let field: Option<Arc<str>> = Some("main.Account.mu".into());
+        let h = hold_times(&sites, &[field.clone(), None, field], &buckets);
+        assert_eq!(h.len(), 1);
+        assert_eq!((h[0].class.as_str(), h[0].count), ("main.Account.mu", 4));
     }
 }

@@ -457,6 +457,15 @@ impl<'data> Pclntab<'data> {
         self.line_in(self.ft_funcoff(i), self.entry(i), pc)
     }
 
+    /// How far the stack pointer at `pc` is below its value at the function's
+    /// entry (the `pcsp` table): at `pc`, the frame's canonical frame address
+    /// is `SP + 8 + sp_delta`.
+    pub fn sp_delta(&self, pc: u64) -> Option<i32> {
+        let i = self.index_at(pc)?;
+        let fo = self.ft_funcoff(i);
+        self.pcvalue(self.field(fo, 4)?, self.entry(i), pc)
+    }
+
     fn line_in(&self, fo: u32, entry: u64, pc: u64) -> Option<(&'data str, u32)> {
         let pcfile = self.field(fo, 5)?;
         let pcln = self.field(fo, 6)?;

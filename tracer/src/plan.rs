@@ -33,6 +33,9 @@ pub struct LockProbe {
     pub line: u32,
     /// For a method entry: the calls that name its hits (see [`LockCallerProbe`]).
     pub callers: Vec<LockCallerProbe>,
+    /// The mutex's place in its owner's type (`main.Account.mu`): the lock
+    /// class, when known; else the site is its own class.
+    pub class: Option<String>,
 }
 
 /// A call into an entry-probed lock method, by its return address relative to
@@ -42,6 +45,8 @@ pub struct LockProbe {
 pub struct LockCallerProbe {
     pub ret: u64,
     pub site: Option<(String, String, u32)>,
+    /// As [`LockProbe::class`], for this call.
+    pub class: Option<String>,
 }
 
 /// A lock site as the kernel numbers it: the probed sites first (their index is
@@ -56,6 +61,8 @@ pub struct NumberedSite {
     pub owner: u32,
     /// A `TryLock` or `TryRLock` call.
     pub try_lock: bool,
+    /// As [`LockProbe::class`].
+    pub class: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -113,6 +120,7 @@ impl ProbePlan {
             line: l.line,
             owner: i as u32,
             try_lock: l.try_lock,
+            class: l.class.clone(),
         });
         let calls = self.locks.iter().enumerate().flat_map(|(i, l)| {
             l.callers.iter().filter_map(move |c| {
@@ -123,6 +131,7 @@ impl ProbePlan {
                     line,
                     owner: i as u32,
                     try_lock: l.try_lock,
+                    class: c.class.clone(),
                 })
             })
         });
@@ -341,10 +350,12 @@ fn lock_probes(target: &TargetInfo, missing: &mut Vec<String>) -> Vec<LockProbe>
         let ignored = site.ignore_return_addrs.iter().map(|a| LockCallerProbe {
             ret: a.wrapping_sub(vaddr),
             site: None,
+            class: None,
         });
         let users = site.callers.iter().map(|c| LockCallerProbe {
             ret: c.return_addr.wrapping_sub(vaddr),
             site: Some((c.caller.clone(), c.file.clone(), c.line)),
+            class: c.class.clone(),
         });
         let callers: Vec<LockCallerProbe> = ignored.chain(users).collect();
         out.push(LockProbe {
@@ -365,9 +376,18 @@ fn lock_probes(target: &TargetInfo, missing: &mut Vec<String>) -> Vec<LockProbe>
             file: site.file.clone(),
             line: site.line,
             callers,
+            class: site.class.clone(),
         });
     }
     out
+}
+
+/// ` (class main.Account.mu)`, or nothing for a site that is its own class.
+fn class_note(class: &Option<String>) -> String {
+    class
+        .as_ref()
+        .map(|c| format!(" (class {c})"))
+        .unwrap_or_default()
 }
 
 impl fmt::Display for ProbePlan {
@@ -398,14 +418,20 @@ impl fmt::Display for ProbePlan {
             for l in &self.locks {
                 writeln!(
                     f,
-                    "  {:>#10x}  {}  mutex = reg[{}] {:+}",
-                    l.file_offset, l.label, l.info.reg, l.info.adjust
+                    "  {:>#10x}  {}  mutex = reg[{}] {:+}{}",
+                    l.file_offset,
+                    l.label,
+                    l.info.reg,
+                    l.info.adjust,
+                    class_note(&l.class)
                 )?;
                 for c in &l.callers {
                     match &c.site {
-                        Some((caller, file, line)) => {
-                            writeln!(f, "      called from {caller} ({file}:{line})")?
-                        }
+                        Some((caller, file, line)) => writeln!(
+                            f,
+                            "      called from {caller} ({file}:{line}){}",
+                            class_note(&c.class)
+                        )?,
                         None => writeln!(f, "      called from sync (ignored)")?,
                     }
                 }
@@ -438,6 +464,7 @@ mod tests {
             file: "x.go".into(),
             line: 1,
             callers,
+            class: None,
         }
     }
 
@@ -445,6 +472,7 @@ mod tests {
         LockCallerProbe {
             ret,
             site: Some((caller.into(), "main.go".into(), line)),
+            class: Some(format!("main.T{line}.mu")),
         }
     }
 
@@ -453,6 +481,7 @@ mod tests {
         let ignored = LockCallerProbe {
             ret: 0x10,
             site: None,
+            class: None,
         };
         let plan = ProbePlan {
             exe: "x".into(),
@@ -485,6 +514,19 @@ mod tests {
                 ("main.write", 1),
                 ("main.flush", 1),
                 ("main.g", 2),
+            ]
+        );
+        // Each user call carries its own class.
+        let classes: Vec<Option<&str>> = sites.iter().map(|s| s.class.as_deref()).collect();
+        assert_eq!(
+            classes,
+            [
+                None,
+                None,
+                None,
+                Some("main.T102.mu"),
+                Some("main.T114.mu"),
+                Some("main.T7.mu")
             ]
         );
         let key = |site, ret| tracer_common::LockCaller { site, ret };

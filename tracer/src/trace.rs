@@ -152,6 +152,10 @@ pub fn trace(
         .filter(|(_, l)| l.try_lock)
         .map(|(i, _)| i as u64)
         .collect();
+    let lock_classes = numbered
+        .iter()
+        .map(|l| l.class.as_deref().map(std::sync::Arc::from))
+        .collect();
     let lock_sites = numbered
         .into_iter()
         .map(|l| tracer_analysis::Frame::new(l.caller, l.file, l.line))
@@ -161,7 +165,9 @@ pub fn trace(
         probes,
         opts.clone(),
         analyzer,
-        Decoder::new(target, lock_sites).with_try_sites(try_sites),
+        Decoder::new(target, lock_sites)
+            .with_try_sites(try_sites)
+            .with_lock_classes(lock_classes),
         pid,
         out.clone(),
     )?;

@@ -2,7 +2,7 @@
 //! each edge "acquired B while holding A" with the goroutine and the stack.
 use super::ReportError;
 use crate::input::Frame;
-use crate::lockgraph::LockFinding;
+use crate::lockgraph::{LockEdge, LockFinding};
 use std::io::Write;
 
 fn frame(out: &mut dyn Write, f: &Frame) -> Result<(), ReportError> {
@@ -15,6 +15,45 @@ fn short(f: &Frame) -> String {
     format!("{} ({file}:{})", f.function, f.line)
 }
 
+/// `main.Account.mu 0xc000012345` when the lock's place in a type is known,
+/// else its address.
+fn lock_name(class: Option<&str>, addr: u64) -> String {
+    match class {
+        Some(c) => format!("{c} {addr:#x}"),
+        None => format!("{addr:#x}"),
+    }
+}
+
+/// The interleaving that deadlocks, as lockdep prints its "unsafe locking
+/// scenario": each path holds its first lock and waits for the next path's.
+fn scenario(out: &mut dyn Write, class_level: bool, edges: &[LockEdge]) -> Result<(), ReportError> {
+    writeln!(
+        out,
+        "  how it deadlocks, should these paths run at once{}:",
+        if class_level {
+            " on the same objects"
+        } else {
+            ""
+        }
+    )?;
+    for (i, e) in edges.iter().enumerate() {
+        writeln!(
+            out,
+            "    path {}: holds {} taken at {}, then waits for {} at {}",
+            i + 1,
+            e.held_class.as_deref().unwrap_or("the lock"),
+            short(&e.held_at),
+            e.acquired_class.as_deref().unwrap_or("the lock"),
+            short(&e.acquired_at)
+        )?;
+    }
+    writeln!(
+        out,
+        "    each path waits for a lock the next one holds, the last for the first's: none can go on"
+    )?;
+    Ok(())
+}
+
 pub fn write_text(finding: &LockFinding, out: &mut dyn Write) -> Result<(), ReportError> {
     match finding {
         LockFinding::LockOrderInversion {
@@ -23,30 +62,27 @@ pub fn write_text(finding: &LockFinding, out: &mut dyn Write) -> Result<(), Repo
             classes,
             edges,
         } => {
+            let names = classes.join(" and ");
             if *level == "class" {
                 writeln!(
                     out,
-                    "lock-order inversion between lock classes (different objects, same code paths; possible deadlock) among {} classes — rule lock_order_inversion",
-                    classes.len()
+                    "lock-order inversion between lock classes {names} (seen on different objects; possible deadlock when the same objects meet) — rule lock_order_inversion",
                 )?;
-                for c in classes {
-                    writeln!(out, "  class {c}")?;
-                }
             } else {
                 writeln!(
                     out,
-                    "lock-order inversion (possible deadlock) among {} locks — rule lock_order_inversion",
+                    "lock-order inversion (possible deadlock) among {} locks: {names} — rule lock_order_inversion",
                     locks.len()
                 )?;
             }
             for e in edges {
                 writeln!(
                     out,
-                    "  goroutine {} acquired {:#x} at {} while holding {:#x} (taken at {}):",
+                    "  goroutine {} acquired {} at {} while holding {} (taken at {}):",
                     e.goid,
-                    e.to,
+                    lock_name(e.acquired_class.as_deref(), e.to),
                     short(&e.acquired_at),
-                    e.from,
+                    lock_name(e.held_class.as_deref(), e.from),
                     short(&e.held_at)
                 )?;
                 for f in e
@@ -57,6 +93,7 @@ pub fn write_text(finding: &LockFinding, out: &mut dyn Write) -> Result<(), Repo
                     frame(out, f)?;
                 }
             }
+            scenario(out, *level == "class", edges)?;
         }
         LockFinding::SelfDeadlock {
             goid,

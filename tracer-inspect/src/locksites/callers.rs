@@ -31,6 +31,8 @@ pub struct CallerSite {
     pub caller: String,
     pub file: String,
     pub line: u32,
+    /// The mutex's place in its owner's type, as [`super::LockSite::class`].
+    pub class: Option<String>,
 }
 
 /// The user's position of a call at `call_pc`: its innermost source frame, if
@@ -109,6 +111,7 @@ pub(super) fn user_calls(
                     caller,
                     file,
                     line,
+                    class: None,
                 });
             }
         }

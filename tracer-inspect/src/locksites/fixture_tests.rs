@@ -39,6 +39,8 @@ import (
 //   op:OP [ok|fail]  a direct call (inlined unless built with -l)
 //   dyn:OP           a call through an interface or a func value
 //   wait             sync.Cond.Wait (unlocks and relocks L)
+// A lock (not unlock) with class:NAME must be found to lock field NAME; a
+// lock without one must have no class (its mutex's owner is not known).
 // OP: Lock Unlock TryLock (sync.Mutex), RLock RUnlock TryRLock RwLock RwUnlock
 // RwTryLock (sync.RWMutex).
 
@@ -136,12 +138,12 @@ func globals() {
 
 //go:noinline
 func fields(s *S) {
-	mark(unsafe.Pointer(&s.mu)); s.mu.Lock() // op:Lock
+	mark(unsafe.Pointer(&s.mu)); s.mu.Lock() // op:Lock class:main.S.mu
 	s.n++
 	mark(unsafe.Pointer(&s.mu)); s.mu.Unlock() // op:Unlock
-	mark(unsafe.Pointer(&s.rw)); s.rw.RLock() // op:RLock
+	mark(unsafe.Pointer(&s.rw)); s.rw.RLock() // op:RLock class:main.S.rw
 	mark(unsafe.Pointer(&s.rw)); s.rw.RUnlock() // op:RUnlock
-	mark(unsafe.Pointer(&s.rw)); s.rw.Lock() // op:RwLock
+	mark(unsafe.Pointer(&s.rw)); s.rw.Lock() // op:RwLock class:main.S.rw
 	mark(unsafe.Pointer(&s.rw)); s.rw.Unlock() // op:RwUnlock
 	mark(unsafe.Pointer(s.pm)); s.pm.Lock() // op:Lock
 	mark(unsafe.Pointer(s.pm)); s.pm.Unlock() // op:Unlock
@@ -149,11 +151,11 @@ func fields(s *S) {
 
 //go:noinline
 func embedded(e *Emb, r *EmbRW) {
-	mark(unsafe.Pointer(&e.Mutex)); e.Lock() // op:Lock
+	mark(unsafe.Pointer(&e.Mutex)); e.Lock() // op:Lock class:main.Emb.Mutex
 	mark(unsafe.Pointer(&e.Mutex)); e.Unlock() // op:Unlock
-	mark(unsafe.Pointer(&r.RWMutex)); r.RLock() // op:RLock
+	mark(unsafe.Pointer(&r.RWMutex)); r.RLock() // op:RLock class:main.EmbRW.RWMutex
 	mark(unsafe.Pointer(&r.RWMutex)); r.RUnlock() // op:RUnlock
-	mark(unsafe.Pointer(&r.RWMutex)); r.Lock() // op:RwLock
+	mark(unsafe.Pointer(&r.RWMutex)); r.Lock() // op:RwLock class:main.EmbRW.RWMutex
 	mark(unsafe.Pointer(&r.RWMutex)); r.Unlock() // op:RwUnlock
 }
 
@@ -240,7 +242,7 @@ func contended() {
 
 //go:noinline
 func (s *Srv) Close() {
-	markOff(unsafe.Pointer(s), unsafe.Offsetof(s.mu)); s.mu.Lock() // op:Lock
+	markOff(unsafe.Pointer(s), unsafe.Offsetof(s.mu)); s.mu.Lock() // op:Lock class:main.Srv.mu
 	if !s.closed {
 		s.closed = true
 		s.conns = nil
@@ -253,7 +255,7 @@ func (t *Tmpl) Lookup(name string) int {
 	if t.c == nil {
 		return 0
 	}
-	markOff(unsafe.Pointer(t.c), unsafe.Offsetof(t.c.rw)); t.c.rw.RLock() // op:RLock
+	markOff(unsafe.Pointer(t.c), unsafe.Offsetof(t.c.rw)); t.c.rw.RLock() // op:RLock class:main.common.rw
 	markOff(unsafe.Pointer(t.c), unsafe.Offsetof(t.c.rw)); defer t.c.rw.RUnlock() // op:RUnlock
 	return t.c.tmpl[name]
 }
@@ -308,6 +310,8 @@ struct Marker {
     tag: Tag,
     /// For Try ops: whether the fixture expects success.
     ok: Option<bool>,
+    /// The mutex's place in its type (`main.S.mu`), when the scan must find it.
+    class: Option<&'static str>,
 }
 
 fn parse_op(s: &str) -> (LockOp, MutexKind) {
@@ -354,12 +358,24 @@ fn markers() -> (BTreeMap<u32, Marker>, BTreeSet<u32>) {
             continue;
         };
         let (op, kind) = parse_op(op);
-        let ok = match words.next() {
-            Some("ok") => Some(true),
-            Some("fail") => Some(false),
-            _ => None,
-        };
-        m.insert(line, Marker { op, kind, tag, ok });
+        let (mut ok, mut class) = (None, None);
+        for w in words {
+            match w {
+                "ok" => ok = Some(true),
+                "fail" => ok = Some(false),
+                w => class = w.strip_prefix("class:"),
+            }
+        }
+        m.insert(
+            line,
+            Marker {
+                op,
+                kind,
+                tag,
+                ok,
+                class,
+            },
+        );
     }
     (m, waits)
 }
@@ -735,6 +751,8 @@ gdb.execute("run > {stdout}")
 #[allow(dead_code)] // printed through Debug
 struct Summary {
     sites: usize,
+    /// Acquisitions in the fixture whose mutex's field was named.
+    classes: usize,
     fixture_inlined: BTreeMap<String, usize>,
     entry_sites: usize,
     lock_sites_in_fixture: usize,
@@ -763,7 +781,13 @@ fn check(go: &Path, tag: &str, gcflags: Option<&str>) {
     let pcln = super::scan_without_dwarf(&file).unwrap();
     assert_eq!(pcln.unresolved, res.unresolved, "[{tag}] without DWARF");
     for (a, b) in res.sites.iter().zip(&pcln.sites) {
-        assert_eq!(a, b, "[{tag}] site from DWARF, then without");
+        // Only the DWARF names a mutex's owner type.
+        let mut a = a.clone();
+        a.class = None;
+        for c in &mut a.callers {
+            c.class = None;
+        }
+        assert_eq!(&a, b, "[{tag}] site from DWARF, then without");
     }
     assert_eq!(
         pcln.sites.len(),
@@ -818,6 +842,32 @@ fn check(go: &Path, tag: &str, gcflags: Option<&str>) {
         );
     }
     sum.entry_sites = res.sites.iter().filter(|s| !s.inlined).count();
+
+    // Each acquisition written in the fixture (an inlined site, or a direct
+    // call into a method entry) names its mutex's field where marked, and no
+    // field elsewhere.
+    let acquisitions = res.sites.iter().flat_map(|s| {
+        let inlined = (s.inlined && s.file == built.source).then(|| (s.line, s.op, &s.class));
+        let calls = s
+            .callers
+            .iter()
+            .filter(|c| c.file == built.source)
+            .map(move |c| (c.line, s.op, &c.class));
+        inlined.into_iter().chain(calls)
+    });
+    for (line, op, class) in acquisitions {
+        let Some(m) = marks_src.get(&line) else {
+            continue;
+        };
+        if op.is_acquire() && !op.is_try() {
+            assert_eq!(
+                class.as_deref(),
+                m.class,
+                "[{tag}] class of the {op:?} at line {line}"
+            );
+            sum.classes += usize::from(class.is_some());
+        }
+    }
 
     // Sites written in the fixture are on marked lines with the same op.
     for s in res.sites.iter().filter(|s| s.file == built.source) {

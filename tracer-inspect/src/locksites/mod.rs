@@ -63,6 +63,7 @@ mod dwarf;
 mod findings;
 #[cfg(test)]
 mod fixture_tests;
+mod owners;
 mod pcln;
 mod resolve;
 mod text;
@@ -266,6 +267,10 @@ pub struct LockSite {
     /// the user's position, to name a hit by the call that made it (found by its
     /// return address). Sorted by return address.
     pub callers: Vec<CallerSite>,
+    /// The mutex's place in its owner's type (`main.Account.mu`), when the
+    /// code and DWARF say it (inlined sites only; an entry's callers carry
+    /// their own).
+    pub class: Option<String>,
 }
 
 impl LockSite {
@@ -326,7 +331,11 @@ pub fn scan(file: &object::File<'_>) -> Result<LockSiteScan, LockSiteError> {
     // The pclntab names each call's position, inlined frames included (a
     // binary without one still gets its sites, not their callers).
     let tab = crate::pclntab::Pclntab::from_elf(file).ok();
-    Ok(w.into_findings().finish(&text, tab.as_ref()))
+    let mut found = w.into_findings().finish(&text, tab.as_ref());
+    if let Some(tab) = &tab {
+        owners::name_owners(&mut found, &dwarf, &text, tab)?;
+    }
+    Ok(found)
 }
 
 /// Like [`scan`], from the pclntab's inline trees instead of DWARF (what

@@ -100,6 +100,7 @@ impl Findings {
                         outcome: a.outcome,
                         ignore_return_addrs: Vec::new(),
                         callers: Vec::new(),
+                        class: None,
                     },
                 ),
                 Err(why) => out.unresolved.push(format!(
@@ -138,6 +139,7 @@ impl Findings {
                 outcome: Outcome::Performed,
                 ignore_return_addrs: Vec::new(),
                 callers: Vec::new(),
+                class: None,
             };
             if f.target.op.is_try() {
                 // Probe the deciding CAS in the body when no caller has to be

@@ -60,6 +60,8 @@ pub struct Decoder<'t> {
     offsets: ObjectOffsets,
     /// Source position of each lock site, by site index (locks mode).
     lock_sites: Vec<Frame>,
+    /// Each lock site's class (its mutex's place in a type), when known.
+    lock_classes: Vec<Option<std::sync::Arc<str>>>,
     /// Site indexes of `TryLock`/`TryRLock` calls: one never blocks, so taking a
     /// lock again with it is no self-deadlock (it fails, or succeeds harmlessly).
     try_sites: std::collections::HashSet<u64>,
@@ -73,8 +75,23 @@ impl<'t> Decoder<'t> {
             frames: FastMap::default(),
             offsets: ObjectOffsets::new(target),
             lock_sites,
+            lock_classes: Vec::new(),
             try_sites: Default::default(),
         }
+    }
+
+    /// Each lock site's class, by site index.
+    pub fn with_lock_classes(mut self, classes: Vec<Option<std::sync::Arc<str>>>) -> Self {
+        self.lock_classes = classes;
+        self
+    }
+
+    pub fn lock_classes(&self) -> &[Option<std::sync::Arc<str>>] {
+        &self.lock_classes
+    }
+
+    fn site_class(&self, index: u64) -> Option<std::sync::Arc<str>> {
+        self.lock_classes.get(index as usize).cloned().flatten()
     }
 
     /// Which site indexes are `TryLock`/`TryRLock` calls.
@@ -110,6 +127,8 @@ impl<'t> Decoder<'t> {
                         stack: frames,
                         from_read: ev.peer_goid & 1 != 0,
                         to_read: ev.peer_goid & 2 != 0,
+                        held_class: self.site_class(ev.arg >> 32),
+                        acquired_class: self.site_class(ev.arg & 0xffff_ffff),
                     },
                 }
             }

@@ -74,7 +74,11 @@ impl Session<'_> {
             return Vec::new();
         };
         let sites = self.decoder.lock_sites();
-        lockwatch::hold_times(sites, &probes.hold_buckets(sites.len()))
+        lockwatch::hold_times(
+            sites,
+            self.decoder.lock_classes(),
+            &probes.hold_buckets(sites.len()),
+        )
     }
 }
 
