@@ -847,7 +847,7 @@ fn check(go: &Path, tag: &str, gcflags: Option<&str>) {
     // call into a method entry) names its mutex's field where marked, and no
     // field elsewhere.
     let acquisitions = res.sites.iter().flat_map(|s| {
-        let inlined = (s.inlined && s.file == built.source).then(|| (s.line, s.op, &s.class));
+        let inlined = (s.inlined && s.file == built.source).then_some((s.line, s.op, &s.class));
         let calls = s
             .callers
             .iter()

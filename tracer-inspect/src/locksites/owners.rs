@@ -148,10 +148,13 @@ enum Loc {
     Cfa(i64),
 }
 
+/// `[lo, hi)` PC ranges and where the variable is over each.
+type Locs = Vec<(u64, u64, Loc)>;
+
 #[derive(Debug, Clone)]
 struct Var {
     ty: DebugInfoOffset,
-    locs: Vec<(u64, u64, Loc)>,
+    locs: Locs,
 }
 
 /// What the walk follows: the value that, plus the offset, is the mutex.
@@ -274,7 +277,8 @@ impl<'a, 'd> Db<'a, 'd> {
         if entries.is_empty() {
             return Ok(out);
         }
-        let mut pending: Vec<(u64, DebugInfoOffset, Vec<(u64, u64, Loc)>)> = Vec::new();
+        // (function, abstract origin, locations) of variables typed by their origin.
+        let mut pending: Vec<(u64, DebugInfoOffset, Locs)> = Vec::new();
         for u in &self.units {
             let unit = &u.unit;
             let mut wanted = false;
@@ -555,7 +559,7 @@ fn locations(
     dwarf: &gimli::Dwarf<Rd<'_>>,
     unit: &Unit<'_>,
     v: AttributeValue<Rd<'_>>,
-) -> Result<Vec<(u64, u64, Loc)>, gimli::Error> {
+) -> Result<Locs, gimli::Error> {
     let mut out = Vec::new();
     let single = |e: gimli::Expression<Rd<'_>>| -> Option<Loc> {
         let mut ops = e.operations(unit.encoding());
