@@ -381,26 +381,39 @@ pub fn run_locks_mode(bin: &Path, args: &[&str]) -> (i32, String, String) {
 }
 
 /// Runs `cmd` to completion within `limit`, polling; returns (exit code, stdout,
-/// stderr).
+/// stderr). Both are read while it runs: a chatty program (a test suite's logs)
+/// would otherwise fill the pipe and block.
 pub fn finish(cmd: &mut Command, limit: Duration) -> (i32, String, String) {
+    use std::io::Read;
     let mut child = cmd
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap_or_else(|e| panic!("starting {cmd:?}: {e}"));
+    let drain = |mut pipe: Box<dyn Read + Send>| {
+        std::thread::spawn(move || {
+            let mut buf = Vec::new();
+            let _ = pipe.read_to_end(&mut buf);
+            String::from_utf8_lossy(&buf).into_owned()
+        })
+    };
+    let out = drain(Box::new(child.stdout.take().expect("piped stdout")));
+    let err = drain(Box::new(child.stderr.take().expect("piped stderr")));
     let end = Instant::now() + limit;
-    while !matches!(child.try_wait(), Ok(Some(_))) {
+    let status = loop {
+        if let Ok(Some(status)) = child.try_wait() {
+            break status;
+        }
         if Instant::now() > end {
             let _ = child.kill();
             panic!("{cmd:?} did not finish within {limit:?}");
         }
         std::thread::sleep(Duration::from_millis(20));
-    }
-    let out = child.wait_with_output().expect("output");
+    };
     (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
+        status.code().unwrap_or(-1),
+        out.join().unwrap_or_default(),
+        err.join().unwrap_or_default(),
     )
 }
 

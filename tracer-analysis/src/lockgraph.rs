@@ -184,6 +184,10 @@ pub struct LockGraph {
     class_names: Vec<String>,
     self_reported: HashSet<(u64, u64)>,
     deadlocks_reported: HashSet<Vec<u64>>,
+    /// The class cycles of the instance inversions reported: one report per
+    /// shape, not one per set of objects (each new `Stmt` of `database/sql`
+    /// would close its own cycle through the same fields).
+    instance_shapes: HashSet<Vec<u64>>,
 }
 
 /// Rotates a cycle so that it starts at its smallest element: one name per cycle.
@@ -233,6 +237,18 @@ impl LockGraph {
         let instance = self.instances.add(edge.from, edge.to, edge.clone());
         let class = self.classes.add(from_class, to_class, edge);
         if let Some((locks, edges)) = instance {
+            let shape: Vec<u64> = edges
+                .iter()
+                .map(|e| {
+                    self.class_ids
+                        .get(&e.from_class())
+                        .copied()
+                        .unwrap_or(u64::MAX)
+                })
+                .collect();
+            if !self.instance_shapes.insert(canonical(&shape)) {
+                return None;
+            }
             let classes = edges.iter().map(LockEdge::from_class).collect();
             return Some(LockFinding::LockOrderInversion {
                 level: "instance",
@@ -384,6 +400,25 @@ mod tests {
             matches!(f, LockFinding::LockOrderInversion { level: "class", .. }),
             "{f:?}"
         );
+    }
+
+    #[test]
+    fn one_instance_report_per_shape() {
+        let mut g = LockGraph::new();
+        let field = |name: &str| Some(Arc::<str>::from(name));
+        let e = |from, to, held: &str, acq: &str| LockEdge {
+            held_class: field(held),
+            acquired_class: field(acq),
+            ..edge(from, to, 1)
+        };
+        // Stmt 1 and conn 2 in both orders; then Stmt 3 and conn 4 the same way.
+        assert!(g.add_edge(e(1, 2, "Stmt.mu", "conn.mu")).is_none());
+        assert!(g.add_edge(e(2, 1, "conn.mu", "Stmt.mu")).is_some());
+        assert!(g.add_edge(e(3, 4, "Stmt.mu", "conn.mu")).is_none());
+        assert!(g.add_edge(e(4, 3, "conn.mu", "Stmt.mu")).is_none());
+        // Another shape on the same objects is reported.
+        assert!(g.add_edge(e(1, 5, "Stmt.mu", "DB.mu")).is_none());
+        assert!(g.add_edge(e(5, 1, "DB.mu", "Stmt.mu")).is_some());
     }
 
     #[test]

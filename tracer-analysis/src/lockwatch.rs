@@ -41,6 +41,24 @@ fn by_protocol(stack: &[Frame]) -> bool {
 /// A read this recent confirms which goroutines are still parked.
 const FRESH_READ_NS: u64 = 100_000_000;
 
+/// A goroutine locking a lock it holds, parked on it this long, is deadlocked:
+/// no other goroutine released the lock for it.
+const SELF_CONFIRM_NS: u64 = 1_000_000_000;
+/// A goroutine locking a lock it holds and not parked on it this long after
+/// got the lock: another goroutine released it on its behalf, as Go allows.
+const SELF_GRACE_NS: u64 = 3_000_000_000;
+
+/// A goroutine's attempt to lock (for writing, or to read-lock a lock it
+/// write-holds) a lock it holds, not yet known to hang.
+#[derive(Debug)]
+struct PendingSelf {
+    ts_ns: u64,
+    goid: u64,
+    lock: u64,
+    site: Frame,
+    stack: Vec<Frame>,
+}
+
 #[derive(Debug, Default)]
 pub struct LockWatch {
     pub graph: LockGraph,
@@ -63,6 +81,8 @@ pub struct LockWatch {
     missing_once: std::collections::HashSet<u64>,
     /// Goroutines already reported as ended holding a lock.
     exited_reported: std::collections::HashSet<u64>,
+    /// Re-acquisitions waiting to be seen hanging ([`LockWatch::confirm_self`]).
+    pending_self: Vec<PendingSelf>,
 }
 
 impl LockWatch {
@@ -102,10 +122,17 @@ impl LockWatch {
     }
 
     /// A goroutine acquired a lock it already holds. A read lock taken twice is
-    /// reported with the writer parked behind the first, if one is.
+    /// a hazard by itself (a writer arriving in between deadlocks both), reported
+    /// at once, with the writer parked behind the first if one is. Any other
+    /// re-acquisition hangs only if nobody else unlocks for it (Go lets another
+    /// goroutine unlock: `database/sql` rolls a Tx back while the goroutine's own
+    /// read lock is being released by its context's watcher), so it waits for
+    /// [`LockWatch::confirm_self`] to see the goroutine parked on the lock.
+    #[allow(clippy::too_many_arguments)]
     pub fn self_acquire(
         &mut self,
         model: &Model,
+        ts_ns: u64,
         goid: u64,
         lock: u64,
         read: bool,
@@ -116,16 +143,48 @@ impl LockWatch {
             self.by_protocol += 1;
             return None;
         }
-        let writer = if read {
-            waiting_writer(model, lock)
-        } else {
-            None
-        };
+        if !read {
+            self.pending_self.push(PendingSelf {
+                ts_ns,
+                goid,
+                lock,
+                site,
+                stack,
+            });
+            return None;
+        }
+        let writer = waiting_writer(model, lock);
         let f = self
             .graph
             .self_acquire(goid, lock, read, site, stack, writer)?;
         self.findings.push(f.clone());
         Some(f)
+    }
+
+    /// Re-acquisitions whose goroutine has been parked on the lock for a while
+    /// (or still is at the end): self-deadlocks. Those whose goroutine went on
+    /// are dropped.
+    pub fn confirm_self(&mut self, model: &Model, now_ns: u64, at_end: bool) -> Vec<LockFinding> {
+        let mut out = Vec::new();
+        for p in std::mem::take(&mut self.pending_self) {
+            let parked_on = model.goroutine(p.goid).is_some_and(|g| {
+                matches!(g.parked.object,
+                    Object::Mutex { addr } | Object::RwMutex { addr } if addr == p.lock)
+            });
+            let age = now_ns.saturating_sub(p.ts_ns);
+            if parked_on && (at_end || age >= SELF_CONFIRM_NS) {
+                let found = self
+                    .graph
+                    .self_acquire(p.goid, p.lock, false, p.site, p.stack, None);
+                if let Some(f) = found {
+                    self.findings.push(f.clone());
+                    out.push(f);
+                }
+            } else if !at_end && (parked_on || age < SELF_GRACE_NS) {
+                self.pending_self.push(p);
+            }
+        }
+        out
     }
 
     /// Deadlock cycles among the goroutines parked in locks, not reported before.
@@ -536,7 +595,7 @@ mod tests {
         let mut w = LockWatch::new();
         let site = Frame::new("main.read", "/src/main.go", 10);
         let f = w
-            .self_acquire(a.model(), 3, 0xa, true, site.clone(), vec![])
+            .self_acquire(a.model(), 0, 3, 0xa, true, site.clone(), vec![])
             .expect("reported");
         assert!(matches!(
             f,
@@ -548,7 +607,7 @@ mod tests {
         // Without a writer it is reported too: one arriving would deadlock both.
         let b = Analyzer::new(Config::default()).unwrap();
         let f = w
-            .self_acquire(b.model(), 4, 0xc, true, site, vec![])
+            .self_acquire(b.model(), 0, 4, 0xc, true, site, vec![])
             .expect("reported");
         assert!(matches!(
             f,
@@ -557,6 +616,48 @@ mod tests {
                 ..
             }
         ));
+    }
+
+    #[test]
+    fn a_relock_is_a_self_deadlock_only_if_the_goroutine_hangs_on_it() {
+        let site = Frame::new("main.relock", "/src/main.go", 20);
+        let mut w = LockWatch::new();
+        let idle = Analyzer::new(Config::default()).unwrap();
+        // Not yet known: nothing reported on the attempt.
+        assert!(w
+            .self_acquire(idle.model(), 100, 5, 0xa, false, site.clone(), vec![])
+            .is_none());
+        // Another goroutine unlocked for it: it never parked; dropped after the grace.
+        assert!(w
+            .confirm_self(idle.model(), 100 + SELF_CONFIRM_NS, false)
+            .is_empty());
+        assert!(w
+            .confirm_self(idle.model(), 100 + SELF_GRACE_NS, false)
+            .is_empty());
+        assert!(w.pending_self.is_empty());
+        // Parked on that lock for a second: a self-deadlock.
+        let mut hung = Analyzer::new(Config::default()).unwrap();
+        hung.apply(waiting_on(
+            6,
+            "sync.Mutex.Lock",
+            Object::Mutex { addr: 0xb },
+        ));
+        w.self_acquire(hung.model(), 200, 6, 0xb, false, site.clone(), vec![]);
+        assert!(w.confirm_self(hung.model(), 300, false).is_empty());
+        let f = w.confirm_self(hung.model(), 200 + SELF_CONFIRM_NS, false);
+        assert!(matches!(
+            f.as_slice(),
+            [LockFinding::SelfDeadlock {
+                goid: 6,
+                lock: 0xb,
+                read: false,
+                ..
+            }]
+        ));
+        // Still parked on it at the end, however recent: reported.
+        let mut w = LockWatch::new();
+        w.self_acquire(hung.model(), 200, 6, 0xb, false, site, vec![]);
+        assert_eq!(w.confirm_self(hung.model(), 300, true).len(), 1);
     }
 
     #[test]
@@ -607,7 +708,7 @@ mod tests {
         let again = acquire.iter().map(|f| site(f, 3)).collect();
         let lock = site("sync.(*RWMutex).Lock", 1);
         assert!(w
-            .self_acquire(b.model(), 9, 2, false, lock, again)
+            .self_acquire(b.model(), 0, 9, 2, false, lock, again)
             .is_none());
         assert_eq!(w.by_protocol, 3);
         // The same shape anywhere else is an inversion.

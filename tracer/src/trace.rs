@@ -265,6 +265,7 @@ pub fn trace(
     let mut missing = plan.missing.clone();
     missing.extend(target.missing.iter().cloned());
     session.check_deadlocks();
+    session.check_self_deadlocks(true);
     let (attached_n, failed) = session
         .probes()
         .map(|p| (p.attached().len() as u32, p.failed().to_vec()))

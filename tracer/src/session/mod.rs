@@ -459,6 +459,7 @@ impl<'t> Session<'t> {
             }
         }
         self.check_deadlocks();
+        self.check_self_deadlocks(false);
         let fresh = self.analyzer.tick(now);
         self.out.findings(&fresh);
         if let Some(link) = &self.fleet {

@@ -42,7 +42,7 @@ impl Session<'_> {
                         let model = self.analyzer.model();
                         if let Some(f) = self
                             .locks
-                            .self_acquire(model, goid, lock, read, site, stack)
+                            .self_acquire(model, ts_ns, goid, lock, read, site, stack)
                         {
                             self.out.lock(&f);
                         }

@@ -32,6 +32,17 @@ impl Session<'_> {
         }
     }
 
+    /// Re-acquisitions of a held lock whose goroutine now hangs on it (or, at
+    /// the end, still waits for it).
+    pub fn check_self_deadlocks(&mut self, at_end: bool) {
+        let found = self
+            .locks
+            .confirm_self(self.analyzer.model(), monotonic_ns(), at_end);
+        for f in &found {
+            self.out.lock(f);
+        }
+    }
+
     /// Looks for deadlock cycles among the goroutines parked in locks.
     pub fn check_deadlocks(&mut self) {
         let Some(probes) = self.probes.as_ref().filter(|p| p.lock_sites() > 0) else {
