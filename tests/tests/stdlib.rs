@@ -138,7 +138,8 @@ fn database_sql_tests_give_only_its_true_lock_orders() {
     // - Stmt.mu -> DB.mu -> driverConn -> Stmt.mu (finalClose/connStmt, then
     //   noteUnusedDriverStatement, then prepareOnConnLocked under withLock(dc)):
     //   noteUnusedDriverStatement locks the conn only when it is not in use;
-    // - Tx.closemu (read) -> Tx.stmts -> Stmt.closemu -> Tx.closemu (read);
+    // - Tx.closemu (read) -> Tx.stmts -> Stmt.closemu -> Tx.closemu (read), and
+    //   the same through Conn.closemu;
     // - Tx.closemu and Conn.closemu read-locked again by one goroutine with two
     //   open Rows (grabConn): a writer (Rollback) cancels the Rows first.
     // A Tx rolled back while its goroutine's read lock is released by the
@@ -149,6 +150,7 @@ fn database_sql_tests_give_only_its_true_lock_orders() {
         "database/sql.driverConn.Mutex",
         "database/sql.Stmt.closemu",
         "database/sql.Tx.closemu",
+        "database/sql.Conn.closemu",
         "database/sql.Tx.stmts.Mutex",
     ];
     let found = lock_findings("database/sql", "");

@@ -205,13 +205,16 @@ impl LockWatch {
 
     /// Goroutines that ended holding locks: in the kernel's held sets, absent from
     /// two reads in a row (`alive`: the goids of the latest read, sorted; one read
-    /// could miss a goroutine started while it ran). `site` names a lock site.
-    /// Returns the findings, and the goids whose held sets can be dropped.
+    /// could miss a goroutine started while it ran), or from one `settled` read
+    /// (taken with the target held at its exit, when nothing starts). `site`
+    /// names a lock site. Returns the findings, and the goids whose held sets
+    /// can be dropped.
     pub fn exited_holding(
         &mut self,
         alive: &[u64],
         held: &HashMap<u64, HeldSet>,
         site: impl Fn(u32) -> Frame,
+        settled: bool,
     ) -> (Vec<LockFinding>, Vec<u64>) {
         let mut found = Vec::new();
         let mut done = Vec::new();
@@ -220,7 +223,7 @@ impl LockWatch {
             if h.locks.is_empty() || alive.binary_search(goid).is_ok() {
                 continue;
             }
-            if !self.missing_once.contains(goid) {
+            if !settled && !self.missing_once.contains(goid) {
                 missing.insert(*goid);
                 continue;
             }
@@ -752,20 +755,20 @@ mod tests {
             )
         };
         // Goroutine 5 is alive; 6 is gone but might have started during the read.
-        let (found, done) = w.exited_holding(&[5], &held, site);
+        let (found, done) = w.exited_holding(&[5], &held, site, false);
         assert!(found.is_empty() && done.is_empty());
         // Both gone twice: 5's lock is reported once, 6's is the fork protocol's.
-        let (found, done) = w.exited_holding(&[7], &held, site);
+        let (found, done) = w.exited_holding(&[7], &held, site, false);
         assert_eq!(done.len(), 1);
         assert!(found.is_empty(), "{found:?}");
         // (The session drops the held sets of the goroutines done.)
         let mut held = held;
         held.remove(&6);
-        let (found, done) = w.exited_holding(&[7], &held, site);
+        let (found, done) = w.exited_holding(&[7], &held, site, false);
         assert_eq!(done, [5]);
         assert_eq!(found.len(), 1);
         assert_eq!(found[0].rule(), "exited_holding_lock");
-        let (found, _) = w.exited_holding(&[7], &held, site);
+        let (found, _) = w.exited_holding(&[7], &held, site, false);
         assert!(found.is_empty());
     }
 

@@ -69,6 +69,14 @@ static HELD: LruHashMap<u64, HeldLocks> = LruHashMap::with_max_entries(1 << 16, 
 #[map]
 static HOLDER: LruHashMap<u64, u64> = LruHashMap::with_max_entries(1 << 18, 0);
 
+/// RWMutex -> the goroutine that last read-locked it: a read lock released by
+/// another goroutine (`database/sql` releases a Tx's read lock from its
+/// context's watcher) is taken off that reader's held set, else its later locks
+/// would make edges from a lock it no longer holds. With several readers at
+/// once it may name the wrong one; the held sets then catch up as they unlock.
+#[map]
+static READER: LruHashMap<u64, u64> = LruHashMap::with_max_entries(1 << 18, 0);
+
 /// Hold times per acquisition site, log2 buckets (`site * BUCKETS + bucket`).
 #[map]
 static HOLD_HIST: PerCpuArray<u64> =
@@ -674,7 +682,9 @@ fn acquire(ctx: &ProbeContext, r: &pt_regs, goid: u64, m: u64, site: u32, op: u3
     } else {
         count(counter::HELD_OVERFLOW);
     }
-    if !read {
+    if read {
+        let _ = READER.insert(&m, &goid, 0);
+    } else {
         let _ = HOLDER.insert(&m, &goid, 0);
     }
 }
@@ -688,41 +698,50 @@ fn stack(ctx: &ProbeContext, ev: &mut Event) {
 }
 
 /// Removes `m` from the held set of whoever holds it. Usually the caller; Go also
-/// allows another goroutine to unlock, and then `HOLDER` names the owner. `HOLDER`
-/// is last-writer-wins (a contended Lock's attempt overwrites it), so it is only
-/// cleared by the goroutine it names.
+/// allows another goroutine to unlock, and then `HOLDER` (`READER` for a read
+/// lock) names the owner. `HOLDER` is last-writer-wins (a contended Lock's
+/// attempt overwrites it), so it is only cleared by the goroutine it names.
 #[inline(always)]
 fn release(goid: u64, m: u64, write: bool) {
-    if remove_held(goid, m) {
+    if remove_held(goid, m, write) {
         // SAFETY: lookup with a key on the stack.
         if write && unsafe { HOLDER.get(&m) }.is_some_and(|h| *h == goid) {
             let _ = HOLDER.remove(&m);
         }
         return;
     }
-    if !write {
+    if write {
+        // SAFETY: lookup with a key on the stack.
+        if let Some(owner) = unsafe { HOLDER.get(&m) }.copied() {
+            remove_held(owner, m, true);
+            let _ = HOLDER.remove(&m);
+        }
         return;
     }
+    // Kept: the same reader may hold it twice, both released by another.
     // SAFETY: lookup with a key on the stack.
-    if let Some(owner) = unsafe { HOLDER.get(&m) }.copied() {
-        remove_held(owner, m);
-        let _ = HOLDER.remove(&m);
+    if let Some(owner) = unsafe { READER.get(&m) }.copied() {
+        remove_held(owner, m, false);
     }
 }
 
 #[inline(always)]
-fn remove_held(goid: u64, m: u64) -> bool {
+fn remove_held(goid: u64, m: u64, write: bool) -> bool {
     let Some(held) = HELD.get_ptr_mut(&goid) else {
         return false;
     };
     // SAFETY: map value pointer, valid for this program run.
     let held = unsafe { &mut *held };
     let n = (held.n as usize).min(MAX_HELD);
-    // The most recent acquisition of `m` is released: search from the top.
+    // The most recent acquisition of `m` of the same kind is released (an
+    // Unlock never ends a read hold: another goroutine's unlock of the write
+    // lock must not take off the read lock its holder is waiting for next):
+    // search from the top.
+    let want_read = u32::from(!write);
     let mut found = MAX_HELD;
     for j in 0..MAX_HELD {
         let i = MAX_HELD - 1 - j;
-        if i < n && held.locks[i] == m {
+        if i < n && held.locks[i] == m && (held.read >> i) & 1 == want_read {
             found = i;
             break;
         }

@@ -78,6 +78,10 @@ pub struct Snapshot {
     pub goroutines: Vec<RawGoroutine>,
     /// All live (not dead) goroutines.
     pub live: u64,
+    /// The goid of each of them, whether or not its read held (a goroutine
+    /// that woke while its stack was read is left out of `goroutines`, yet
+    /// is alive: one taken for gone would look like it ended holding locks).
+    pub alive: Vec<u64>,
     /// g structs that could not be read or changed while being read.
     pub skipped: u64,
     /// `runtime.work.tstart` when the read began: when the last GC cycle's mark
@@ -172,6 +176,7 @@ pub fn snapshot_with(
                 continue;
             }
             snap.live += 1;
+            snap.alive.push(le64(buf, goid_off));
             let mut raw = RawGoroutine {
                 goid: le64(buf, goid_off),
                 status,

@@ -397,8 +397,11 @@ impl<'t> Session<'t> {
             // then let it go (also if the read fails).
             self.exit_held = true;
             self.stopped_pending = true;
-            let _ = self.snapshot();
+            let read = self.snapshot();
             self.resume_target();
+            if read.is_some() {
+                self.check_exited_holding(true);
+            }
         }
     }
 
@@ -455,7 +458,7 @@ impl<'t> Session<'t> {
                 return;
             }
             if self.snapshot().is_some() {
-                self.check_exited_holding();
+                self.check_exited_holding(false);
             }
         }
         self.check_deadlocks();
@@ -481,7 +484,7 @@ impl<'t> Session<'t> {
         let started = std::time::Instant::now();
         let mem = tracer_inspect::memory::Memory::new(self.pid);
         let prev = std::mem::take(&mut self.prev_parks);
-        let snap = tracer_inspect::goroutines::snapshot_with(self.target, &mem, |g| {
+        let mut snap = tracer_inspect::goroutines::snapshot_with(self.target, &mem, |g| {
             prev.get(&g.goid).is_some_and(|p| p.same_park(g))
         })?;
         let kernel = self.probes.as_ref().map(Probes::parks);
@@ -489,14 +492,14 @@ impl<'t> Session<'t> {
         let mut parked = Vec::new();
         let mut live = Vec::new();
         let total = snap.live;
-        let mut alive = Vec::with_capacity(snap.goroutines.len());
+        // Every live goroutine, those whose park changed during the read too.
+        let mut alive = std::mem::take(&mut snap.alive);
         let mut still_parked = Vec::new();
         // Parks the GC proved leaked since the model was last told.
         let mut leaked = Vec::new();
         // Consumed as it goes: with 100,000 goroutines the raw copies and the model's
         // would otherwise be in memory together.
         for g in snap.goroutines.into_iter() {
-            alive.push(g.goid);
             if !g.is_waiting() {
                 continue;
             }

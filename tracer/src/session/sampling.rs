@@ -10,8 +10,9 @@ use tracer_analysis::lockwatch;
 
 impl Session<'_> {
     /// Goroutines that ended holding a lock (a missing Unlock), from the kernel's
-    /// held sets and the last two reads; their sets are then dropped.
-    pub(super) fn check_exited_holding(&mut self) {
+    /// held sets and the last two reads (or the last, `settled`: read with the
+    /// target held at its exit); their sets are then dropped.
+    pub(super) fn check_exited_holding(&mut self, settled: bool) {
         let Some(probes) = self.probes.as_ref().filter(|p| p.lock_sites() > 0) else {
             return;
         };
@@ -23,7 +24,9 @@ impl Session<'_> {
                 .cloned()
                 .unwrap_or_else(|| tracer_analysis::Frame::new("?", "?", 0))
         };
-        let (found, done) = self.locks.exited_holding(&self.last_alive, &held, site);
+        let (found, done) = self
+            .locks
+            .exited_holding(&self.last_alive, &held, site, settled);
         for f in &found {
             self.out.lock(f);
         }
