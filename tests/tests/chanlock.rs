@@ -65,3 +65,8 @@ fn channel_and_mutex_deadlock_newest_go_without_inlining() {
 fn channel_and_mutex_deadlock_oldest_go_without_inlining() {
     deadlock_found(Go::Oldest, &["-gcflags=all=-l"]);
 }
+
+#[test]
+fn channel_and_mutex_deadlock_newest_go() {
+    deadlock_found(Go::Newest, &[]);
+}

@@ -2,8 +2,8 @@
 //! lock, once it is gone.
 use tracer_tests::*;
 
-fn missing_unlock_is_reported(go: Go) {
-    let bin = build_fixture("lockleak", go, &[]);
+fn missing_unlock_is_reported(go: Go, flags: &[&str]) {
+    let bin = build_fixture("lockleak", go, flags);
     let (code, out, err) = run_locks_mode(&bin, &["-run", "3s"]);
     assert_eq!(code, 1, "{err}{out}");
     let finding = json_lines(&out)
@@ -26,10 +26,25 @@ fn missing_unlock_is_reported(go: Go) {
 
 #[test]
 fn missing_unlock_default_go() {
-    missing_unlock_is_reported(Go::Default);
+    missing_unlock_is_reported(Go::Default, &[]);
 }
 
 #[test]
 fn missing_unlock_oldest_go() {
-    missing_unlock_is_reported(Go::Oldest);
+    missing_unlock_is_reported(Go::Oldest, &[]);
+}
+
+#[test]
+fn missing_unlock_oldest_go_without_inlining() {
+    missing_unlock_is_reported(Go::Oldest, &["-gcflags=all=-l"]);
+}
+
+#[test]
+fn missing_unlock_newest_go() {
+    missing_unlock_is_reported(Go::Newest, &[]);
+}
+
+#[test]
+fn missing_unlock_newest_go_without_inlining() {
+    missing_unlock_is_reported(Go::Newest, &["-gcflags=all=-l"]);
 }

@@ -3,8 +3,8 @@
 //! blocks, is not.
 use tracer_tests::*;
 
-fn recursive_rlock_is_reported(go: Go) {
-    let bin = build_fixture("rlocktwice", go, &[]);
+fn recursive_rlock_is_reported(go: Go, flags: &[&str]) {
+    let bin = build_fixture("rlocktwice", go, flags);
     let (code, out, err) = run_locks_mode(&bin, &[]);
     assert_eq!(code, 1, "{err}{out}");
     let found: Vec<_> = json_lines(&out)
@@ -33,10 +33,25 @@ fn recursive_rlock_is_reported(go: Go) {
 
 #[test]
 fn recursive_rlock_default_go() {
-    recursive_rlock_is_reported(Go::Default);
+    recursive_rlock_is_reported(Go::Default, &[]);
 }
 
 #[test]
 fn recursive_rlock_oldest_go() {
-    recursive_rlock_is_reported(Go::Oldest);
+    recursive_rlock_is_reported(Go::Oldest, &[]);
+}
+
+#[test]
+fn recursive_rlock_oldest_go_without_inlining() {
+    recursive_rlock_is_reported(Go::Oldest, &["-gcflags=all=-l"]);
+}
+
+#[test]
+fn recursive_rlock_newest_go() {
+    recursive_rlock_is_reported(Go::Newest, &[]);
+}
+
+#[test]
+fn recursive_rlock_newest_go_without_inlining() {
+    recursive_rlock_is_reported(Go::Newest, &["-gcflags=all=-l"]);
 }
