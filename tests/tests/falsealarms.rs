@@ -3,13 +3,24 @@
 use std::time::Duration;
 use tracer_tests::*;
 
-#[test]
-fn pollers_attached_after_an_idle_stretch_and_a_gc_burst_have_no_finding() {
+/// The timer channels, as each Go keeps them: linked to their timer (Go 1.23+),
+/// or found from the timer in the Ps' heaps (Go 1.21-1.22's `[]*timer`, and Go
+/// 1.23+'s `timerWhen` heap for a module older than go 1.23).
+const TIMERS: &[(Go, &str)] = &[
+    (Go::Default, "asynctimerchan=0"),
+    (Go::Default, "asynctimerchan=1"),
+    (Go::Oldest, ""),
+];
+
+fn pollers_after_an_idle_stretch(go: Go, godebug: &str) {
     // The fixture idles 12 s without a GC, then runs three: each parked poller's
     // g.waitsince is stamped with the mark termination before the stretch. Its
     // pollers wait 3 to 12 s on tickers and time.After timeouts.
-    let bin = build_fixture("idlepoll", Go::Default, &[]);
-    let mut fixture = start_fixture(&bin, &[]);
+    let bin = build_fixture("idlepoll", go, &[]);
+    let mut fixture = Proc::spawn(std::process::Command::new(&bin).env("GODEBUG", godebug));
+    fixture
+        .wait_line(Duration::from_secs(30), |l| l.starts_with("pid "))
+        .expect("fixture printed no pid line");
     fixture.until_ready();
     let pid = fixture.pid().to_string();
     let (code, out, err) = run_tracer(
@@ -26,44 +37,70 @@ fn pollers_attached_after_an_idle_stretch_and_a_gc_burst_have_no_finding() {
         ],
         Duration::from_secs(60),
     );
-    assert_eq!(code, 0, "{err}\n{out}");
-    assert!(goroutine_findings(&out).is_empty(), "{out}");
-    assert!(fixture.alive(), "the fixture died under the tracer");
+    let ctx = format!("{go:?} GODEBUG={godebug}");
+    assert_eq!(code, 0, "{ctx}: {err}\n{out}");
+    assert!(goroutine_findings(&out).is_empty(), "{ctx}: {out}");
+    assert!(fixture.alive(), "{ctx}: the fixture died under the tracer");
+}
+
+#[test]
+fn pollers_attached_after_an_idle_stretch_and_a_gc_burst_have_no_finding() {
+    let (go, godebug) = TIMERS[0];
+    pollers_after_an_idle_stretch(go, godebug);
+}
+
+#[test]
+fn pollers_on_unlinked_timer_channels_have_no_finding() {
+    let (go, godebug) = TIMERS[1];
+    pollers_after_an_idle_stretch(go, godebug);
+}
+
+#[test]
+fn pollers_on_the_oldest_gos_timers_have_no_finding() {
+    let (go, godebug) = TIMERS[2];
+    pollers_after_an_idle_stretch(go, godebug);
 }
 
 #[test]
 fn a_program_exiting_during_timed_waits_has_nothing_parked_at_exit() {
     // Eight goroutines in a select with time.After(5ms) when main returns, and
     // the pollers on their tickers: a timer would have woken every one.
-    let bin = build_fixture("idlepoll", Go::Default, &[]);
-    for mode in ["watch", "parks"] {
-        let (code, out, err) = run_tracer(
-            &[
-                "run",
-                "--mode",
-                mode,
-                "--format",
-                "json",
-                "--verbose",
-                "--fail-on",
-                "any",
-                "--",
-                bin.to_str().unwrap(),
-                "-idle",
-                "0s",
-                "-exit-after",
-                "200ms",
-            ],
-            Duration::from_secs(60),
-        );
-        assert_eq!(code, 0, "{mode}: {err}\n{out}");
-        assert!(goroutine_findings(&out).is_empty(), "{mode}: {out}");
-        assert_eq!(
-            json_line(&out, "summary")["stop"],
-            "target exited",
-            "{mode}: {out}"
-        );
+    for &(go, godebug) in TIMERS {
+        let bin = build_fixture("idlepoll", go, &[]);
+        for mode in ["watch", "parks"] {
+            timed_waits_at_exit(&bin, mode, godebug);
+        }
     }
+}
+
+fn timed_waits_at_exit(bin: &std::path::Path, mode: &str, godebug: &str) {
+    let (code, out, err) = finish(
+        tracer().env("GODEBUG", godebug).args([
+            "run",
+            "--mode",
+            mode,
+            "--format",
+            "json",
+            "--verbose",
+            "--fail-on",
+            "any",
+            "--",
+            bin.to_str().unwrap(),
+            "-idle",
+            "0s",
+            "-exit-after",
+            "200ms",
+        ]),
+        Duration::from_secs(60),
+    );
+    let ctx = format!("{mode} GODEBUG={godebug} {}", bin.display());
+    assert_eq!(code, 0, "{ctx}: {err}\n{out}");
+    assert!(goroutine_findings(&out).is_empty(), "{ctx}: {out}");
+    assert_eq!(
+        json_line(&out, "summary")["stop"],
+        "target exited",
+        "{ctx}: {out}"
+    );
 }
 
 #[test]

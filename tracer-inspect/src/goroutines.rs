@@ -5,6 +5,7 @@
 //! misreported.
 use crate::memory::Memory;
 use crate::target::TargetInfo;
+use std::collections::HashMap;
 
 /// `_Gwaiting`; the `_Gscan` bit (0x1000) may be set while the GC looks at it.
 const G_WAITING: u32 = 4;
@@ -142,12 +143,15 @@ pub fn snapshot_with(
         .map(|c| u64::from_le_bytes(*c))
         .collect();
     let sudog_c = off("runtime.sudog.c");
+    let timer = off("runtime.hchan.timer");
     let sudogs = SudogOffsets {
         sudog_c: sudog_c.unwrap_or(0),
         waitlink: off("runtime.sudog.waitlink"),
-        timer: off("runtime.hchan.timer"),
+        timer,
         when: off("runtime.timer.when"),
         elemtype: off("runtime.hchan.elemtype"),
+        heap_timers: std::cell::OnceCell::new(),
+        heap_source: (target, bias),
     };
 
     let mut snap = Snapshot {
@@ -277,19 +281,92 @@ fn gc_tstart(target: &TargetInfo, mem: &Memory, bias: u64) -> Option<i64> {
 
 /// Where the channels a goroutine waits on, their timers and element types are
 /// found.
-struct SudogOffsets {
+struct SudogOffsets<'t> {
     sudog_c: u64,
     waitlink: Option<u64>,
     timer: Option<u64>,
     when: Option<u64>,
     elemtype: Option<u64>,
+    /// For channels that do not point to their timer (before Go 1.23, or
+    /// `asynctimerchan=1`): the earliest `when` of the timers in the Ps'
+    /// heaps, by the channel they send to (their `arg`); read once a snapshot,
+    /// when a new park on such a channel first needs it.
+    heap_timers: std::cell::OnceCell<HashMap<u64, i64>>,
+    /// Where to read them from: the target and its load bias.
+    heap_source: (&'t TargetInfo, u64),
+}
+
+/// Timers read from the Ps' heaps at most (a service with more still gets its
+/// first ones).
+const MAX_HEAP_TIMERS: usize = 10_000;
+
+/// The timers in the Ps' heaps: `p.timers`, a `[]*timer` before Go 1.23, a
+/// `timers` struct whose `heap` is a `[]timerWhen` (the `*timer` first, 16
+/// bytes each) from it. A ticker's or `time.After`'s timer sends on the
+/// channel in its `arg` (an `any`: type word, then the `*hchan`). Returns
+/// channel -> earliest `when`; None when the binary lacks a symbol or field
+/// for it (a stripped binary).
+fn heap_timers(target: &TargetInfo, mem: &Memory, bias: u64) -> Option<HashMap<u64, i64>> {
+    let allp = target.data.get("runtime.allp")?;
+    let heap_in = target.offsets.get("runtime.timers.heap");
+    let timers = target.offsets.get("runtime.p.timers")? + heap_in.unwrap_or(0);
+    let stride = if heap_in.is_some() { 16 } else { 8 };
+    let when = target.offsets.get("runtime.timer.when")?;
+    let arg = target.offsets.get("runtime.timer.arg")?;
+    let ptr = mem.u64(allp.addr + bias).ok()?;
+    let len = (mem.u64(allp.addr + bias + 8).ok()? as usize).min(4096);
+    let mut out: HashMap<u64, i64> = HashMap::new();
+    let mut left = MAX_HEAP_TIMERS;
+    for i in 0..len {
+        let Ok(p) = mem.u64(ptr + 8 * i as u64) else {
+            continue;
+        };
+        if p == 0 {
+            continue;
+        }
+        let (Ok(heap), Ok(n)) = (mem.u64(p + timers), mem.u64(p + timers + 8)) else {
+            continue;
+        };
+        let n = (n as usize).min(left);
+        left -= n;
+        if heap == 0 || n == 0 {
+            continue;
+        }
+        let mut tptrs = vec![0u8; n * stride];
+        if mem.read(heap, &mut tptrs).is_err() {
+            continue;
+        }
+        let ts: Vec<u64> = (0..n).map(|k| le64(&tptrs, (k * stride) as u64)).collect();
+        // Each timer's `when` and its `arg`'s data word, a batched read each.
+        let mut whens = vec![0u8; n * 8];
+        let mut chans = vec![0u8; n * 8];
+        let at = |off: u64| {
+            ts.iter()
+                .map(|&t| if t != 0 { t + off } else { 0 })
+                .collect::<Vec<_>>()
+        };
+        let ok_w = mem.read_each(&at(when), 8, &mut whens);
+        let ok_c = mem.read_each(&at(arg + 8), 8, &mut chans);
+        for k in 0..n {
+            if !(ok_w[k] && ok_c[k]) {
+                continue;
+            }
+            let w = le64(&whens, 8 * k as u64) as i64;
+            let c = le64(&chans, 8 * k as u64);
+            if w > 0 && c != 0 {
+                let e = out.entry(c).or_insert(w);
+                *e = (*e).min(w);
+            }
+        }
+    }
+    Some(out)
 }
 
 /// Sudogs (select cases) followed at most: a timer among the first ones still
 /// wakes the goroutine.
 const MAX_SUDOGS: usize = 64;
 
-impl SudogOffsets {
+impl SudogOffsets<'_> {
     /// The earliest pending `when` among the timer channels of the sudog list
     /// starting at `sudog`, and each channel with its element type. Best
     /// effort: the target runs on, so a torn read gives less, or values the
@@ -307,16 +384,23 @@ impl SudogOffsets {
             if c != 0 {
                 let elem = self.elemtype.and_then(|o| mem.u64(c + o).ok());
                 chans.push((c, elem.unwrap_or(0)));
-                if let (Some(timer), Some(when)) = (self.timer, self.when) {
-                    let t = mem.u64(c + timer).unwrap_or(0);
-                    let w = if t != 0 {
-                        mem.u64(t + when).unwrap_or(0) as i64
-                    } else {
-                        0
-                    };
-                    if w > 0 {
-                        best = Some(best.map_or(w, |b| b.min(w)));
-                    }
+                let linked = match (self.timer, self.when) {
+                    (Some(timer), Some(when)) => match mem.u64(c + timer).unwrap_or(0) {
+                        0 => None,
+                        t => Some(mem.u64(t + when).unwrap_or(0) as i64),
+                    },
+                    _ => None,
+                };
+                let w = linked.unwrap_or_else(|| {
+                    let (target, bias) = self.heap_source;
+                    self.heap_timers
+                        .get_or_init(|| heap_timers(target, mem, bias).unwrap_or_default())
+                        .get(&c)
+                        .copied()
+                        .unwrap_or(0)
+                });
+                if w > 0 {
+                    best = Some(best.map_or(w, |b| b.min(w)));
                 }
             }
             let Some(link) = self.waitlink else { break };

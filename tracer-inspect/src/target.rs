@@ -38,6 +38,7 @@ const DATA_SYMBOLS: &[&str] = &[
     "runtime.waitReasonStrings",
     "runtime.buildVersion",
     "runtime.work",
+    "runtime.allp",
 ];
 
 /// Fields of runtime structs the tracer reads, by `type.field` name.
@@ -68,7 +69,13 @@ pub const FIELDS: &[(&str, &[&str])] = &[
         &["lock", "elemtype", "qcount", "dataqsiz", "timer"],
     ),
     ("runtime.sudog", &["c", "elem", "g", "waitlink"]),
-    ("runtime.timer", &["when"]),
+    ("runtime.timer", &["when", "arg"]),
+    // A timer channel that does not point to its timer (before Go 1.23, or
+    // built from a module older than go 1.23: `asynctimerchan=1`) is found in
+    // each P's heap of timers (`p.timers`: a `[]*timer`, or from Go 1.23 a
+    // `timers` whose `heap` is a `[]timerWhen`), by the timer's `arg`.
+    ("runtime.p", &["timers"]),
+    ("runtime.timers", &["heap"]),
     ("runtime.workType", &["tstart"]),
     ("sync.RWMutex", &["w", "writerSem", "readerSem"]),
     ("sync.WaitGroup", &["sema"]),
@@ -79,10 +86,10 @@ pub const FIELDS: &[(&str, &[&str])] = &[
 ];
 
 /// Fields some supported Go versions do not have, whose absence is not a loss:
-/// `hchan.timer` came with Go 1.23 (before it, a timer channel looks like any
-/// other).
+/// `hchan.timer` and the `timers` struct came with Go 1.23 (before it, a timer
+/// channel is found from the timer, in `p.timers`).
 pub(crate) fn optional_field(name: &str) -> bool {
-    name == "runtime.hchan.timer"
+    name == "runtime.hchan.timer" || name == "runtime.timers.heap"
 }
 
 /// A runtime function and where its probe goes.
