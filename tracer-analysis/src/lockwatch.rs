@@ -162,8 +162,8 @@ impl LockWatch {
     }
 
     /// Re-acquisitions whose goroutine has been parked on the lock for a while
-    /// (or still is at the end): self-deadlocks. Those whose goroutine went on
-    /// are dropped.
+    /// (or still is when the target ends, `at_end`): self-deadlocks. Those whose
+    /// goroutine went on are dropped.
     pub fn confirm_self(&mut self, model: &Model, now_ns: u64, at_end: bool) -> Vec<LockFinding> {
         let mut out = Vec::new();
         for p in std::mem::take(&mut self.pending_self) {

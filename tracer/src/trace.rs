@@ -265,7 +265,9 @@ pub fn trace(
     let mut missing = plan.missing.clone();
     missing.extend(target.missing.iter().cloned());
     session.check_deadlocks();
-    session.check_self_deadlocks(true);
+    // A goroutine the target exited with, parked on a lock it holds, hung
+    // there; at a detach, one parked so for under a second may yet be let go.
+    session.check_self_deadlocks(stop == session::Stop::TargetExited);
     let (attached_n, failed) = session
         .probes()
         .map(|p| (p.attached().len() as u32, p.failed().to_vec()))

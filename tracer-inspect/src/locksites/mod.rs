@@ -333,7 +333,7 @@ pub fn scan(file: &object::File<'_>) -> Result<LockSiteScan, LockSiteError> {
     let tab = crate::pclntab::Pclntab::from_elf(file).ok();
     let mut found = w.into_findings().finish(&text, tab.as_ref());
     if let Some(tab) = &tab {
-        owners::name_owners(&mut found, &dwarf, &text, tab)?;
+        owners::name_owners(&mut found, &dwarf, &text, tab);
     }
     Ok(found)
 }

@@ -33,7 +33,18 @@ const MAX_STEPS: usize = 400;
 const MAX_DEREFS: u32 = 2;
 
 /// Fills `class` on every site and user call whose mutex's owner is found.
+/// Best effort: where the DWARF cannot be read, sites keep their own classes,
+/// as in a binary without DWARF (the report's classes say which they got).
 pub(super) fn name_owners(
+    scan: &mut LockSiteScan,
+    dwarf: &gimli::Dwarf<Rd<'_>>,
+    text: &TextMap<'_>,
+    tab: &Pclntab<'_>,
+) {
+    let _ = try_name_owners(scan, dwarf, text, tab);
+}
+
+fn try_name_owners(
     scan: &mut LockSiteScan,
     dwarf: &gimli::Dwarf<Rd<'_>>,
     text: &TextMap<'_>,
@@ -474,7 +485,9 @@ impl<'a, 'd> Db<'a, 'd> {
     /// field is one class however it is reached; `main.Pool.shards[]` for an
     /// array of them.
     fn lock_field(&mut self, off: DebugInfoOffset, at: u64, depth: u32) -> Option<Field> {
-        if depth > 8 {
+        // A mutex is no owner: a local `sync.RWMutex` would otherwise name its
+        // inner `w`, and every such local would be one class.
+        if depth > 8 || (depth == 0 && self.is_lock(off)) {
             return None;
         }
         let t = self.ty(off)?;

@@ -35,8 +35,8 @@ impl Session<'_> {
         }
     }
 
-    /// Re-acquisitions of a held lock whose goroutine now hangs on it (or, at
-    /// the end, still waits for it).
+    /// Re-acquisitions of a held lock whose goroutine now hangs on it (or, when
+    /// the target has ended, `at_end`, still waited for it).
     pub fn check_self_deadlocks(&mut self, at_end: bool) {
         let found = self
             .locks
