@@ -33,6 +33,39 @@ fn at(frame: &serde_json::Value) -> (String, u64) {
     (file, frame["line"].as_u64().unwrap_or(0))
 }
 
+/// The one lock finding of a fixture case that must fail `--fail-on lock`.
+fn the_finding(bin: &Path, case: &str, ctx: &str) -> serde_json::Value {
+    let (code, out, err) = run_locks_mode(bin, &["-case", case]);
+    assert_eq!(code, 1, "{ctx}: --fail-on lock must fail: {err}\n{out}");
+    let mut findings = lock_findings(&out);
+    assert_eq!(findings.len(), 1, "{ctx}: {findings:#?}");
+    findings.remove(0)
+}
+
+/// Each edge's (held at, acquired at), sorted.
+fn edge_sites(f: &serde_json::Value) -> Vec<((String, u64), (String, u64))> {
+    let mut edges: Vec<_> = f["edges"]
+        .as_array()
+        .expect("edges")
+        .iter()
+        .map(|e| (at(&e["held_at"]), at(&e["acquired_at"])))
+        .collect();
+    edges.sort();
+    edges
+}
+
+/// The finding's lock classes, sorted.
+fn classes(f: &serde_json::Value) -> Vec<&str> {
+    let mut classes: Vec<&str> = f["classes"]
+        .as_array()
+        .expect("classes")
+        .iter()
+        .filter_map(|c| c.as_str())
+        .collect();
+    classes.sort();
+    classes
+}
+
 fn rwmutex_sites_are_user_sites(go: Go, flags: &[&str]) {
     let bin = build_fixture("rwclasses", go, flags);
     let ctx = format!("{go:?} {flags:?}");
@@ -47,70 +80,40 @@ fn rwmutex_sites_are_user_sites(go: Go, flags: &[&str]) {
     assert_eq!(code, 0, "{ctx}: {err}");
 
     // A real RWMutex/Mutex inversion: found, at the user's lines.
-    let (code, out, err) = run_locks_mode(&bin, &["-case", "inversion"]);
-    assert_eq!(code, 1, "{ctx}: --fail-on lock must fail: {err}\n{out}");
-    let findings = lock_findings(&out);
-    assert_eq!(findings.len(), 1, "{ctx}: {findings:#?}");
-    let f = &findings[0];
+    let f = the_finding(&bin, "inversion", &ctx);
     assert_eq!(f["rule"], "lock_order_inversion", "{ctx}: {f}");
-    let mut edges: Vec<((String, u64), (String, u64))> = f["edges"]
-        .as_array()
-        .expect("edges")
-        .iter()
-        .map(|e| (at(&e["held_at"]), at(&e["acquired_at"])))
-        .collect();
-    edges.sort();
     let site = |name| ("main.go".to_string(), marked_line(name));
     let mut want = vec![
         (site("write-store"), site("write-journal")),
         (site("flush-journal"), site("flush-store")),
     ];
     want.sort();
-    assert_eq!(edges, want, "{ctx}: {f}");
-    let classes: Vec<&str> = f["classes"]
-        .as_array()
-        .expect("classes")
-        .iter()
-        .filter_map(|c| c.as_str())
-        .collect();
+    assert_eq!(edge_sites(&f), want, "{ctx}: {f}");
+    let names = classes(&f);
     assert!(
-        classes.iter().all(|c| c.starts_with("main.")),
-        "{ctx}: a class in sync: {classes:?}"
+        names.iter().all(|c| c.starts_with("main.")),
+        "{ctx}: a class in sync: {names:?}"
     );
 
     // Account then Ledger in debit, Ledger then Account in audit, on other
     // objects: one class-level inversion named by the two fields.
-    let (code, out, err) = run_locks_mode(&bin, &["-case", "types"]);
-    assert_eq!(code, 1, "{ctx}: --fail-on lock must fail: {err}\n{out}");
-    let findings = lock_findings(&out);
-    assert_eq!(findings.len(), 1, "{ctx}: {findings:#?}");
-    let f = &findings[0];
+    let f = the_finding(&bin, "types", &ctx);
     assert_eq!(
         (&f["rule"], &f["level"]),
         (&"lock_order_inversion".into(), &"class".into()),
         "{ctx}: {f}"
     );
-    let mut classes: Vec<&str> = f["classes"]
-        .as_array()
-        .expect("classes")
-        .iter()
-        .filter_map(|c| c.as_str())
-        .collect();
-    classes.sort();
-    assert_eq!(classes, ["main.Account.mu", "main.Ledger.mu"], "{ctx}: {f}");
-    let mut edges: Vec<((String, u64), (String, u64))> = f["edges"]
-        .as_array()
-        .expect("edges")
-        .iter()
-        .map(|e| (at(&e["held_at"]), at(&e["acquired_at"])))
-        .collect();
-    edges.sort();
+    assert_eq!(
+        classes(&f),
+        ["main.Account.mu", "main.Ledger.mu"],
+        "{ctx}: {f}"
+    );
     let mut want = vec![
         (site("debit-account"), site("debit-ledger")),
         (site("audit-ledger"), site("audit-account")),
     ];
     want.sort();
-    assert_eq!(edges, want, "{ctx}: {f}");
+    assert_eq!(edge_sites(&f), want, "{ctx}: {f}");
 }
 
 #[test]

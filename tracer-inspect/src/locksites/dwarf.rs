@@ -10,19 +10,11 @@
 use std::collections::HashMap;
 use std::rc::Rc;
 
-use gimli::{AttributeValue, DebugInfoOffset, EndianSlice, LittleEndian, UnitSectionOffset};
+use gimli::DebugInfoOffset;
 
 use super::classify::{classify, Class};
 use super::findings::{Findings, Layout, OolFunc, RawSite};
-
-type Rd<'a> = EndianSlice<'a, LittleEndian>;
-type Unit<'a> = gimli::Unit<Rd<'a>>;
-
-struct UnitInfo<'a> {
-    start: u64,
-    end: u64,
-    unit: Unit<'a>,
-}
+use super::units::{attr_u64, ref_to_global, Rd, Unit, UnitInfo, Units};
 
 struct OriginInfo {
     name: Rc<str>,
@@ -58,7 +50,7 @@ enum StructOfInterest {
 
 pub(super) struct Walker<'a, 'd> {
     dwarf: &'d gimli::Dwarf<Rd<'a>>,
-    units: Rc<Vec<UnitInfo<'a>>>,
+    units: Rc<Units<'a>>,
     origins: HashMap<u64, Rc<OriginInfo>>,
     files: HashMap<usize, Rc<Vec<String>>>,
     pub(super) sites: Vec<RawSite>,
@@ -70,43 +62,11 @@ pub(super) struct Walker<'a, 'd> {
     pub(super) layout: Layout,
 }
 
-fn attr_u64(v: &AttributeValue<Rd<'_>>) -> Option<u64> {
-    match *v {
-        AttributeValue::Udata(x) => Some(x),
-        AttributeValue::Data1(x) => Some(x as u64),
-        AttributeValue::Data2(x) => Some(x as u64),
-        AttributeValue::Data4(x) => Some(x as u64),
-        AttributeValue::Data8(x) => Some(x),
-        AttributeValue::Sdata(x) if x >= 0 => Some(x as u64),
-        AttributeValue::FileIndex(x) => Some(x),
-        _ => None,
-    }
-}
-
-fn ref_to_global(unit: &Unit<'_>, v: AttributeValue<Rd<'_>>) -> Option<DebugInfoOffset> {
-    match v {
-        AttributeValue::UnitRef(o) => o.to_debug_info_offset(&unit.header),
-        AttributeValue::DebugInfoRef(o) => Some(o),
-        _ => None,
-    }
-}
-
 impl<'a, 'd> Walker<'a, 'd> {
-    pub(super) fn new(dwarf: &'d gimli::Dwarf<Rd<'a>>) -> Result<Self, gimli::Error> {
-        let mut units = Vec::new();
-        let mut it = dwarf.units();
-        while let Some(h) = it.next()? {
-            let UnitSectionOffset::DebugInfoOffset(off) = h.offset() else {
-                continue;
-            };
-            let start = off.0 as u64;
-            let end = start + h.length_including_self() as u64;
-            let unit = dwarf.unit(h)?;
-            units.push(UnitInfo { start, end, unit });
-        }
-        Ok(Walker {
+    pub(super) fn new(dwarf: &'d gimli::Dwarf<Rd<'a>>, units: Rc<Units<'a>>) -> Self {
+        Walker {
             dwarf,
-            units: Rc::new(units),
+            units,
             origins: HashMap::new(),
             files: HashMap::new(),
             sites: Vec::new(),
@@ -114,16 +74,11 @@ impl<'a, 'd> Walker<'a, 'd> {
             target_funcs: HashMap::new(),
             sync_scopes: Vec::new(),
             layout: Layout::default(),
-        })
+        }
     }
 
     fn unit_index_of(&self, off: DebugInfoOffset) -> Option<usize> {
-        let o = off.0 as u64;
-        let i = self.units.partition_point(|u| u.start <= o);
-        if i == 0 || o >= self.units[i - 1].end {
-            return None;
-        }
-        Some(i - 1)
+        self.units.index_of(off)
     }
 
     fn file_names(&mut self, ui: usize) -> Rc<Vec<String>> {

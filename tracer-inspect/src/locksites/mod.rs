@@ -67,6 +67,7 @@ mod owners;
 mod pcln;
 mod resolve;
 mod text;
+mod units;
 
 use std::borrow::Cow;
 
@@ -198,28 +199,37 @@ impl Gpr {
 
     /// The 64-bit register an iced-x86 register names, if it is one.
     pub fn from_iced(r: Register) -> Option<Gpr> {
-        Some(match r {
-            Register::RAX => Gpr::Rax,
-            Register::RBX => Gpr::Rbx,
-            Register::RCX => Gpr::Rcx,
-            Register::RDX => Gpr::Rdx,
-            Register::RSI => Gpr::Rsi,
-            Register::RDI => Gpr::Rdi,
-            Register::RBP => Gpr::Rbp,
-            Register::RSP => Gpr::Rsp,
-            Register::R8 => Gpr::R8,
-            Register::R9 => Gpr::R9,
-            Register::R10 => Gpr::R10,
-            Register::R11 => Gpr::R11,
-            Register::R12 => Gpr::R12,
-            Register::R13 => Gpr::R13,
-            Register::R14 => Gpr::R14,
-            Register::R15 => Gpr::R15,
-            Register::RIP => Gpr::Rip,
-            _ => return None,
-        })
+        ICED.iter().find(|(_, i)| *i == r).map(|(g, _)| *g)
+    }
+
+    /// The iced-x86 name of the register.
+    pub fn to_iced(self) -> Register {
+        ICED.iter()
+            .find(|(g, _)| *g == self)
+            .map_or(Register::None, |(_, i)| *i)
     }
 }
+
+/// Each register and its iced-x86 name.
+const ICED: [(Gpr, Register); 17] = [
+    (Gpr::Rax, Register::RAX),
+    (Gpr::Rbx, Register::RBX),
+    (Gpr::Rcx, Register::RCX),
+    (Gpr::Rdx, Register::RDX),
+    (Gpr::Rsi, Register::RSI),
+    (Gpr::Rdi, Register::RDI),
+    (Gpr::Rbp, Register::RBP),
+    (Gpr::Rsp, Register::RSP),
+    (Gpr::R8, Register::R8),
+    (Gpr::R9, Register::R9),
+    (Gpr::R10, Register::R10),
+    (Gpr::R11, Register::R11),
+    (Gpr::R12, Register::R12),
+    (Gpr::R13, Register::R13),
+    (Gpr::R14, Register::R14),
+    (Gpr::R15, Register::R15),
+    (Gpr::Rip, Register::RIP),
+];
 
 /// When an event at a site stands for a completed operation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -326,14 +336,15 @@ pub fn scan(file: &object::File<'_>) -> Result<LockSiteScan, LockSiteError> {
     if dwarf.debug_info.reader().is_empty() || !crate::dwarf::has_go_units(&dwarf) {
         return scan_without_dwarf(file);
     }
-    let mut w = Walker::new(&dwarf)?;
+    let units = std::rc::Rc::new(units::Units::load(&dwarf)?);
+    let mut w = Walker::new(&dwarf, units.clone());
     w.walk_all()?;
     // The pclntab names each call's position, inlined frames included (a
     // binary without one still gets its sites, not their callers).
     let tab = crate::pclntab::Pclntab::from_elf(file).ok();
     let mut found = w.into_findings().finish(&text, tab.as_ref());
     if let Some(tab) = &tab {
-        owners::name_owners(&mut found, &dwarf, &text, tab);
+        owners::name_owners(&mut found, &dwarf, &units, &text, tab);
     }
     Ok(found)
 }

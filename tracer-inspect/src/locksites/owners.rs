@@ -15,17 +15,14 @@
 use std::collections::{HashMap, HashSet};
 use std::rc::Rc;
 
-use gimli::{AttributeValue, DebugInfoOffset, EndianSlice, LittleEndian, Operation};
-use gimli::{UnitOffset, UnitSectionOffset};
+use gimli::{AttributeValue, DebugInfoOffset, Operation, UnitOffset};
 use iced_x86::{FlowControl, Instruction, InstructionInfoFactory, Mnemonic, OpAccess, OpKind};
 use iced_x86::{MemorySize, Register};
 
 use super::text::TextMap;
-use super::{Gpr, LockSiteScan};
+use super::units::{attr_u64, ref_to_global, Rd, Unit, Units};
+use super::LockSiteScan;
 use crate::pclntab::Pclntab;
-
-type Rd<'a> = EndianSlice<'a, LittleEndian>;
-type Unit<'a> = gimli::Unit<Rd<'a>>;
 
 /// Instructions walked back from one site before giving up.
 const MAX_STEPS: usize = 400;
@@ -35,18 +32,20 @@ const MAX_DEREFS: u32 = 2;
 /// Fills `class` on every site and user call whose mutex's owner is found.
 /// Best effort: where the DWARF cannot be read, sites keep their own classes,
 /// as in a binary without DWARF (the report's classes say which they got).
-pub(super) fn name_owners(
+pub(super) fn name_owners<'a>(
     scan: &mut LockSiteScan,
-    dwarf: &gimli::Dwarf<Rd<'_>>,
+    dwarf: &gimli::Dwarf<Rd<'a>>,
+    units: &Units<'a>,
     text: &TextMap<'_>,
     tab: &Pclntab<'_>,
 ) {
-    let _ = try_name_owners(scan, dwarf, text, tab);
+    let _ = try_name_owners(scan, dwarf, units, text, tab);
 }
 
-fn try_name_owners(
+fn try_name_owners<'a>(
     scan: &mut LockSiteScan,
-    dwarf: &gimli::Dwarf<Rd<'_>>,
+    dwarf: &gimli::Dwarf<Rd<'a>>,
+    units: &Units<'a>,
     text: &TextMap<'_>,
     tab: &Pclntab<'_>,
 ) -> Result<(), gimli::Error> {
@@ -54,7 +53,7 @@ fn try_name_owners(
     let mut queries: Vec<(u64, Register, i64)> = Vec::new();
     for s in &scan.sites {
         if s.inlined {
-            queries.push((s.probe_vaddr, gpr_register(s.reg), s.adjust));
+            queries.push((s.probe_vaddr, s.reg.to_iced(), s.adjust));
         }
         for c in &s.callers {
             // The receiver is in RAX at the call (Go's register ABI).
@@ -67,7 +66,7 @@ fn try_name_owners(
             funcs.insert(f.entry, f.end);
         }
     }
-    let mut db = Db::new(dwarf)?;
+    let mut db = Db::new(dwarf, units);
     let vars = db.collect_vars(&funcs.keys().copied().collect())?;
     let mut bodies: HashMap<u64, Body> = HashMap::new();
     let mut answers: HashMap<(u64, Register, i64), Option<String>> = HashMap::new();
@@ -96,7 +95,7 @@ fn try_name_owners(
     for s in &mut scan.sites {
         if s.inlined {
             s.class = answers
-                .get(&(s.probe_vaddr, gpr_register(s.reg), s.adjust))
+                .get(&(s.probe_vaddr, s.reg.to_iced(), s.adjust))
                 .cloned()
                 .flatten();
         }
@@ -116,28 +115,6 @@ fn short_type(name: &str) -> String {
     match name.find('[') {
         Some(i) => format!("{}[...]", &name[..i]),
         None => name.to_string(),
-    }
-}
-
-fn gpr_register(g: Gpr) -> Register {
-    match g {
-        Gpr::Rax => Register::RAX,
-        Gpr::Rbx => Register::RBX,
-        Gpr::Rcx => Register::RCX,
-        Gpr::Rdx => Register::RDX,
-        Gpr::Rsi => Register::RSI,
-        Gpr::Rdi => Register::RDI,
-        Gpr::Rbp => Register::RBP,
-        Gpr::Rsp => Register::RSP,
-        Gpr::R8 => Register::R8,
-        Gpr::R9 => Register::R9,
-        Gpr::R10 => Register::R10,
-        Gpr::R11 => Register::R11,
-        Gpr::R12 => Register::R12,
-        Gpr::R13 => Register::R13,
-        Gpr::R14 => Register::R14,
-        Gpr::R15 => Register::R15,
-        Gpr::Rip => Register::RIP,
     }
 }
 
@@ -210,72 +187,32 @@ struct Member {
     ty: DebugInfoOffset,
 }
 
-struct UnitInfo<'a> {
-    start: u64,
-    end: u64,
-    unit: Unit<'a>,
-}
-
-/// The DWARF's units, with the types and abstract origins read so far.
+/// The DWARF's units (the scan's), with the types and abstract origins read
+/// so far.
 struct Db<'a, 'd> {
     dwarf: &'d gimli::Dwarf<Rd<'a>>,
-    units: Vec<UnitInfo<'a>>,
+    units: &'d Units<'a>,
     types: HashMap<u64, Option<Rc<Ty>>>,
     origin_types: HashMap<u64, Option<DebugInfoOffset>>,
 }
 
-fn ref_to_global(unit: &Unit<'_>, v: AttributeValue<Rd<'_>>) -> Option<DebugInfoOffset> {
-    match v {
-        AttributeValue::UnitRef(o) => o.to_debug_info_offset(&unit.header),
-        AttributeValue::DebugInfoRef(o) => Some(o),
-        _ => None,
-    }
-}
-
-fn attr_u64(v: Option<AttributeValue<Rd<'_>>>) -> Option<u64> {
-    match v? {
-        AttributeValue::Udata(x) => Some(x),
-        AttributeValue::Data1(x) => Some(x.into()),
-        AttributeValue::Data2(x) => Some(x.into()),
-        AttributeValue::Data4(x) => Some(x.into()),
-        AttributeValue::Data8(x) => Some(x),
-        AttributeValue::Sdata(x) => u64::try_from(x).ok(),
-        _ => None,
-    }
+/// A constant attribute, if the DIE has it.
+fn number(v: Option<AttributeValue<Rd<'_>>>) -> Option<u64> {
+    attr_u64(&v?)
 }
 
 impl<'a, 'd> Db<'a, 'd> {
-    fn new(dwarf: &'d gimli::Dwarf<Rd<'a>>) -> Result<Self, gimli::Error> {
-        let mut units = Vec::new();
-        let mut it = dwarf.units();
-        while let Some(h) = it.next()? {
-            let UnitSectionOffset::DebugInfoOffset(off) = h.offset() else {
-                continue;
-            };
-            let start = off.0 as u64;
-            let end = start + h.length_including_self() as u64;
-            units.push(UnitInfo {
-                start,
-                end,
-                unit: dwarf.unit(h)?,
-            });
-        }
-        Ok(Db {
+    fn new(dwarf: &'d gimli::Dwarf<Rd<'a>>, units: &'d Units<'a>) -> Self {
+        Db {
             dwarf,
             units,
             types: HashMap::new(),
             origin_types: HashMap::new(),
-        })
+        }
     }
 
-    fn unit_of(&self, off: DebugInfoOffset) -> Option<(&Unit<'a>, UnitOffset)> {
-        let o = off.0 as u64;
-        let i = self.units.partition_point(|u| u.start <= o);
-        let u = self.units.get(i.checked_sub(1)?)?;
-        if o >= u.end {
-            return None;
-        }
-        Some((&u.unit, off.to_unit_offset(&u.unit.header)?))
+    fn unit_of(&self, off: DebugInfoOffset) -> Option<(&'d Unit<'a>, UnitOffset)> {
+        self.units.unit_of(off)
     }
 
     /// The parameters and variables of each function at `entries`, inlined
@@ -290,7 +227,7 @@ impl<'a, 'd> Db<'a, 'd> {
         }
         // (function, abstract origin, locations) of variables typed by their origin.
         let mut pending: Vec<(u64, DebugInfoOffset, Locs)> = Vec::new();
-        for u in &self.units {
+        for u in self.units.iter() {
             let unit = &u.unit;
             let mut wanted = false;
             let mut ranges = self.dwarf.unit_ranges(unit)?;
@@ -389,7 +326,7 @@ impl<'a, 'd> Db<'a, 'd> {
             .ok()
             .flatten()
             .and_then(|v| ref_to_global(unit, v));
-        let size = attr_u64(e.attr_value(gimli::DW_AT_byte_size).ok().flatten()).unwrap_or(0);
+        let size = number(e.attr_value(gimli::DW_AT_byte_size).ok().flatten()).unwrap_or(0);
         match e.tag() {
             gimli::DW_TAG_pointer_type => Some(Ty::Ptr(target)),
             gimli::DW_TAG_typedef if hops < 4 => self.read_type(target?, hops + 1),
@@ -417,7 +354,7 @@ impl<'a, 'd> Db<'a, 'd> {
                         .flatten()
                         .and_then(|v| self.dwarf.attr_string(unit, v).ok())
                         .map(|s| s.to_string_lossy().into_owned());
-                    let moff = attr_u64(
+                    let moff = number(
                         m.attr_value(gimli::DW_AT_data_member_location)
                             .ok()
                             .flatten(),
@@ -438,13 +375,13 @@ impl<'a, 'd> Db<'a, 'd> {
                 })
             }
             gimli::DW_TAG_array_type => {
-                let mut count = attr_u64(e.attr_value(gimli::DW_AT_count).ok().flatten());
+                let mut count = number(e.attr_value(gimli::DW_AT_count).ok().flatten());
                 if let Ok(Some((1, sub))) = cursor.next_dfs() {
                     if sub.tag() == gimli::DW_TAG_subrange_type {
                         count = count
-                            .or_else(|| attr_u64(sub.attr_value(gimli::DW_AT_count).ok().flatten()))
+                            .or_else(|| number(sub.attr_value(gimli::DW_AT_count).ok().flatten()))
                             .or_else(|| {
-                                attr_u64(sub.attr_value(gimli::DW_AT_upper_bound).ok().flatten())
+                                number(sub.attr_value(gimli::DW_AT_upper_bound).ok().flatten())
                                     .map(|u| u + 1)
                             });
                     }
