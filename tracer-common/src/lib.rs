@@ -43,9 +43,13 @@ pub mod kind {
     /// The target is exiting (`runtime.exit`) and has been stopped (SIGSTOP) so
     /// the agent can read its final state; the agent resumes it (SIGCONT).
     pub const EXITING: u32 = 13;
+    /// The lock sites' allowance of hits on this CPU is spent (`LOCK_ALLOWANCE`):
+    /// the one record written with a wakeup, so that the agent detaches the
+    /// sites at once rather than at its next tick.
+    pub const BUDGET_SPENT: u32 = 14;
 
     /// Number of kinds, for counter tables (kinds are `1..COUNT`).
-    pub const COUNT: u32 = 14;
+    pub const COUNT: u32 = 15;
 }
 
 /// One ring-buffer record. Which fields are meaningful depends on [`kind`].

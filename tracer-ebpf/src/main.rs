@@ -4,12 +4,13 @@
 //! ...; the current `g` in R14) straight from `pt_regs`, does the least work that lets
 //! userspace rebuild the picture, and writes at most one fixed-size record. Records
 //! are written without waking the reader (`BPF_RB_NO_WAKEUP`): the agent polls on a
-//! timer, which is several microseconds cheaper per record than a wakeup.
+//! timer, which is several microseconds cheaper per record than a wakeup. The one
+//! exception is the record that says the lock sites' budget is spent.
 #![no_std]
 #![no_main]
 
 use aya_ebpf::{
-    bindings::{pt_regs, BPF_F_USER_STACK, BPF_RB_NO_WAKEUP},
+    bindings::{pt_regs, BPF_F_USER_STACK, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP},
     helpers::{
         bpf_get_attach_cookie, bpf_get_smp_processor_id, bpf_ktime_get_ns, bpf_probe_read_user,
     },
@@ -50,6 +51,14 @@ static PENDING_SEMA: LruHashMap<u64, u64> = LruHashMap::with_max_entries(1 << 16
 /// the target stopped with nobody told.
 #[map]
 static EXIT_HOLD: Array<u64> = Array::with_max_entries(exit_hold::SLOTS, 0);
+
+/// Hits the lock sites may still take on this CPU before the budget's credit is
+/// spent: the agent sets it every tick while they are on (left at 0, it never
+/// wakes anyone: no budget). The hit that takes it from 1 to 0 writes a record
+/// with a wakeup, and the agent detaches the sites at once: under a burst they
+/// would otherwise trap at full cost until its next tick and through a detach.
+#[map]
+static LOCK_ALLOWANCE: PerCpuArray<i64> = PerCpuArray::with_max_entries(1, 0);
 
 /// Lock sites, indexed by the attach cookie (the agent fills it before attaching).
 #[map]
@@ -574,6 +583,7 @@ pub fn go_lock(ctx: ProbeContext) -> u32 {
         return 0;
     };
     count(counter::LOCK_SITE_HITS);
+    spend_allowance();
     if BENCH_TRAP_ONLY.load() != 0 {
         return 0;
     }
@@ -612,6 +622,27 @@ pub fn go_lock(ctx: ProbeContext) -> u32 {
         _ => acquire(&ctx, r, goid, m, site, info.op),
     }
     0
+}
+
+/// One hit off this CPU's allowance; the hit that spends it wakes the agent.
+#[inline(always)]
+fn spend_allowance() {
+    let Some(left) = LOCK_ALLOWANCE.get_ptr_mut(0) else {
+        return;
+    };
+    // SAFETY: per-CPU slot, no concurrent writer on this CPU (the agent's
+    // update may race one hit: the allowance is approximate by a hit).
+    let spent = unsafe {
+        *left -= 1;
+        *left == 0
+    };
+    if spent {
+        let ev = event_at(kind::BUDGET_SPENT, 0);
+        match EVENTS.output(&ev, BPF_RB_FORCE_WAKEUP as u64) {
+            Ok(()) => count(counter::RECORDS),
+            Err(_) => count(counter::DROPS),
+        }
+    }
 }
 
 #[inline(always)]

@@ -15,6 +15,14 @@
 //! over any stretch of the run stays within the budget plus the first on-period
 //! (the probes are attached on), also for a short run whose first moments would
 //! otherwise be traced at full cost.
+//!
+//! While a unit is on, the account keeps a reserve for taking it off: the
+//! detach's CPU time and the target trapping while it runs. The lock sites'
+//! account is also enforced in the kernel: each tick the agent hands it the hits
+//! the credit above the reserve pays for, and the hit that spends them wakes the
+//! agent, which detaches the sites at once. Without it, a service going from
+//! idle to loaded with the sites on trapped at full cost for a tick and a half,
+//! then through a detach: on the bench, 4% of a 3 s window at a 3% budget.
 use serde::Serialize;
 use std::time::{Duration, Instant};
 
@@ -64,6 +72,10 @@ const CPU_FLOOR: f64 = 0.1;
 /// What the budget switches: one set of probes, on or off together.
 #[derive(Debug, Clone, Copy)]
 pub struct Unit {
+    /// Its hits are counted against an allowance in the kernel, which wakes
+    /// the agent when spent (see [`Budget::allowance`]): an on-period lasts as
+    /// long as the credit, not at least `min_on`.
+    pub kernel_allowance: bool,
     /// For the debug log.
     pub name: &'static str,
     /// Estimated cost of one hit, ns.
@@ -77,12 +89,13 @@ pub struct Unit {
     pub switch_ns: f64,
 }
 
-/// What attaching or detaching `probes` uprobes takes the agent, before it has
-/// been measured: the kernel writes each breakpoint into the target's text
-/// (about 17 µs each on the bench machine, 56 ms for 3,200 lock sites), plus a
-/// link's own cost (about 1.5 ms for the 4 park probes).
+/// The agent's CPU time to attach or detach `probes` uprobes, before it has been
+/// measured: the kernel writes each breakpoint into the target's text. Measured
+/// on the bench machine under load: 2-8 ms for 200 lock sites, 9-20 ms for
+/// 3,200 (the calls last 12-130 ms, most of it waiting for an RCU grace period
+/// with the breakpoints already gone, which costs the target nothing).
 pub fn switch_estimate_ns(probes: usize) -> f64 {
-    1.5e6 + probes as f64 * 17_000.0
+    2e6 + probes as f64 * 6_000.0
 }
 
 /// What to do with the unit after a tick.
@@ -114,6 +127,8 @@ pub struct Budget {
     in_tail: bool,
     /// Cost and duration of the current on-period.
     period_cost_ns: f64,
+    /// Cost of the last on-period (its hits, ns).
+    last_period_cost: f64,
     last_hits: u64,
     last_cpu_ns: Option<u64>,
     last_fixed_ns: u64,
@@ -128,16 +143,28 @@ pub struct Budget {
     pub peak_estimate: f64,
     /// Cost charged and the target's CPU time over the whole trace, ns.
     total: (f64, f64),
-    /// Time the agent spent in the system calls that switched the unit, ns,
+    /// The agent's CPU time in the system calls that switched the unit, ns,
     /// and how many calls that was.
     switch_ns: u64,
     switch_calls: u64,
+    /// CPUs the target may run on: how many may trap at once while the unit
+    /// is being detached.
+    cpus: f64,
     /// How busy the host's CPUs were lately (0 to 1): a switch's time costs the
     /// target in that proportion (see [`HostLoad`]).
     busy: f64,
     /// The target's CPU time per second lately, ns (a moving average): what an
     /// on-period may cost at most, before one has been measured.
     cpu_rate: f64,
+    /// What the kernel allowed the current on-period (its credit above the
+    /// reserve when it began), ns.
+    granted_ns: f64,
+    /// What the last on-period cost beyond what the kernel allowed it, ns: hits
+    /// while the agent was still in the attach or already in the detach, or
+    /// waking up. Kept in the reserve.
+    overshoot_ns: f64,
+    /// Wall time of the switches so far, ns: hits go on while they last.
+    switch_wall_ns: u64,
 }
 
 /// What the report says about the budget.
@@ -152,15 +179,21 @@ pub struct BudgetReport {
     /// Cost charged over the trace against the target's CPU time, percent:
     /// what tracing is estimated to have cost it, the agent included.
     pub charged_percent: f64,
-    /// Time the agent spent attaching and detaching the unit's probes, ns (in
+    /// The agent's CPU time attaching and detaching the unit's probes, ns (in
     /// the charged cost: the kernel writes the breakpoints in those calls).
     pub switch_ns: u64,
 }
 
 impl Budget {
     pub fn new(percent: f64, unit: Unit) -> Self {
+        let cpus = std::thread::available_parallelism().map_or(1.0, |n| n.get() as f64);
+        Self::with_cpus(percent, unit, cpus)
+    }
+
+    /// A budget for a target that may run on `cpus` CPUs.
+    fn with_cpus(percent: f64, unit: Unit, cpus: f64) -> Self {
         let now = Instant::now();
-        Self {
+        let mut b = Self {
             percent,
             unit,
             on: true,
@@ -175,6 +208,7 @@ impl Budget {
             tail_ns: 0.0,
             in_tail: false,
             period_cost_ns: 0.0,
+            last_period_cost: 0.0,
             last_hits: 0,
             last_cpu_ns: None,
             last_fixed_ns: 0,
@@ -187,9 +221,16 @@ impl Budget {
             total: (0.0, 0.0),
             switch_ns: 0,
             switch_calls: 0,
+            cpus,
             busy: 1.0,
             cpu_rate: 0.0,
-        }
+            granted_ns: 0.0,
+            overshoot_ns: 0.0,
+            switch_wall_ns: 0,
+        };
+        // The first on-period, from the attach, is granted the starting credit.
+        b.granted_ns = (b.credit_ns - b.reserve()).max(0.0);
+        b
     }
 
     /// How busy the host's CPUs are (0 to 1), for the cost of the next switches.
@@ -197,12 +238,30 @@ impl Budget {
         self.busy = busy.clamp(0.0, 1.0);
     }
 
-    /// Whether the unit may start attached: its switch off (detaching) must fit
-    /// in the starting allowance. A unit of thousands of lock sites does not: it
-    /// starts detached, and comes on once the account can pay for an on-period
-    /// and its two switches, like every later one.
+    /// Whether the unit may start attached: the reserve for taking it off
+    /// must fit in the starting allowance. A unit of thousands of lock sites
+    /// does not: it starts detached, and comes on once the account can pay for
+    /// an on-period and its switches, like every later one.
     pub fn affordable_at_start(&self) -> bool {
-        self.percent <= 0.0 || self.credit_ns >= self.switch_cost()
+        self.percent <= 0.0 || self.credit_ns >= self.reserve()
+    }
+
+    /// What taking the unit off may cost, kept in the account while it is on:
+    /// the detach's CPU time on a host whose CPUs are all busy (load can come
+    /// at any moment), and as much again on each CPU of the target trapping
+    /// until its breakpoints are gone.
+    fn reserve(&self) -> f64 {
+        self.switch_agent_ns() * (1.0 + self.cpus) + self.overshoot_ns
+    }
+
+    /// Hits the unit may take before the account is down to its reserve, for
+    /// a unit whose allowance is kept in the kernel; None: no limit (no
+    /// budget, or the unit is off).
+    pub fn allowance(&self) -> Option<u64> {
+        if self.percent <= 0.0 || !self.on || !self.unit.kernel_allowance {
+            return None;
+        }
+        Some(((self.credit_ns - self.reserve()) / self.unit.cost_ns).max(0.0) as u64)
     }
 
     /// Starts the unit detached (see [`Self::affordable_at_start`]).
@@ -212,15 +271,20 @@ impl Budget {
         self.last_tick = now;
     }
 
-    /// One switch's cost to the target: the agent's time for it (the average
-    /// measured, or the unit's estimate before any) as far as the host is busy.
+    /// One switch's cost to the target: the agent's time for it as far as the
+    /// host is busy.
     fn switch_cost(&self) -> f64 {
-        let agent = if self.switch_calls > 0 {
+        self.switch_agent_ns() * self.busy
+    }
+
+    /// The agent's CPU time for one switch: the average measured, or the
+    /// unit's estimate before any.
+    fn switch_agent_ns(&self) -> f64 {
+        if self.switch_calls > 0 {
             self.switch_ns as f64 / self.switch_calls as f64
         } else {
             self.unit.switch_ns
-        };
-        agent * self.busy
+        }
     }
 
     fn cap(percent: f64) -> f64 {
@@ -268,11 +332,16 @@ impl Budget {
         }
         if !self.on && std::mem::take(&mut self.in_tail) {
             self.tail_ns = hits_d as f64 * self.unit.cost_ns;
+            if self.unit.kernel_allowance {
+                let spent = self.last_period_cost + self.tail_ns;
+                self.overshoot_ns = (spent - self.granted_ns).max(0.0);
+            }
         }
         // Back on when the account can pay for the shortest on-period at the last
         // one's rate, with its tail and its two switches (the fixed cost keeps
         // being charged meanwhile).
-        let next = self.next_period_cost();
+        let reserve = self.reserve();
+        let next = self.next_period_cost() + reserve;
         let cap = Self::cap(self.percent).max(next);
         self.credit_ns = (self.credit_ns + self.percent / 100.0 * MARGIN * cpu - cost).min(cap);
         let in_state = now.saturating_duration_since(self.since);
@@ -285,57 +354,76 @@ impl Budget {
         if self.on {
             let shed = hits_d as f64 * self.unit.cost_ns;
             self.period_cost_ns += shed;
-            // Off as soon as the next tick would overdraw the account: under load,
-            // all lock sites cost more in one tick than the whole credit, and
-            // waiting for the overdraft doubled each on-period. The rate is at
-            // least the last on-period's (sites go in one by one: the first tick
-            // sees part of it), and ticks come up to half a tick late.
+            // Off as soon as the next tick would take the account into its
+            // reserve: under load, all lock sites cost more in one tick than the
+            // whole credit, and waiting for the overdraft doubled each on-period.
+            // The rate is at least the last on-period's (sites go in one by one:
+            // the first tick sees part of it), and ticks come up to half a tick
+            // late. A unit whose allowance the kernel keeps goes off when it is
+            // spent, whatever its shortest on-period.
             let rate = (shed / dt.as_secs_f64().max(1e-3)).max(self.on_cost_rate);
             let next_tick = rate * 1.5 * TICK.as_secs_f64();
-            if self.credit_ns - next_tick >= 0.0 || in_state < self.unit.min_on {
+            let held = in_state < self.unit.min_on && !self.unit.kernel_allowance;
+            if self.credit_ns - next_tick >= reserve || held {
                 return None;
             }
             self.on_cost_rate = self.period_cost_ns / in_state.as_secs_f64().max(1e-3);
+            self.last_period_cost = self.period_cost_ns;
             self.rate_known = true;
             self.switch(false, now);
             return Some(Switch::Off);
         }
         let due = in_state >= MAX_OFF.max(self.unit.min_off);
         if due || (in_state >= self.unit.min_off && self.credit_ns >= next) {
+            self.granted_ns = (self.credit_ns - reserve).max(0.0);
             self.switch(true, now);
             return Some(Switch::On);
         }
         None
     }
 
-    /// What the next on-period will cost, to be saved before it starts: the
-    /// shortest on-period at the last one's rate, its tail and its two
-    /// switches. Before any on-period has been measured (a unit that started
-    /// detached: thousands of lock sites on a busy service) its rate is
-    /// unknown, and may be all of the target's CPU (every request trapping
-    /// dozens of times); it is taken to be, for as long as the period really
-    /// lasts (its switches take time too, and the off decision comes up to
-    /// one and a half ticks late). Without this the first on-period cost a
-    /// 3 s window of the 3,200-site service 7-12% at a 3% budget.
+    /// What the next on-period will cost, to be saved (above the reserve)
+    /// before it starts: the shortest on-period at the last one's rate, its
+    /// tail and its two switches. Before any on-period has been measured (a
+    /// unit that started detached: thousands of lock sites on a busy service)
+    /// its rate is unknown, and may be all of the target's CPU (every request
+    /// trapping dozens of times); it is taken to be, for as long as the period
+    /// really lasts: its shortest length, or, unless the kernel ends it when
+    /// its allowance is spent, the off decision one and a half ticks late and
+    /// the switches' time too.
     fn next_period_cost(&self) -> f64 {
         let switches = 2.0 * self.switch_cost();
         if self.rate_known {
             return self.on_cost_rate * self.unit.min_on.as_secs_f64() + self.tail_ns + switches;
         }
-        let wall = self.unit.min_on.as_secs_f64()
-            + 1.5 * TICK.as_secs_f64()
-            + 2.0 * self.unit.switch_ns / 1e9;
+        let mut wall = self.unit.min_on.as_secs_f64() + 2.0 * self.switch_wall_s();
+        if !self.unit.kernel_allowance {
+            wall += 1.5 * TICK.as_secs_f64();
+        }
         self.cpu_rate * wall + switches
     }
 
-    /// The switch just decided took the agent `ns`: charged at the next tick
-    /// (as part of the caller's fixed cost), and reported.
-    pub fn switched_in(&mut self, ns: u64) {
-        self.switch_ns += ns;
+    /// The switch just decided took the agent `cpu_ns` of CPU time (charged at
+    /// the next tick, as part of the caller's fixed cost, and reported) over
+    /// `wall_ns`.
+    pub fn switched_in(&mut self, cpu_ns: u64, wall_ns: u64) {
+        self.switch_ns += cpu_ns;
+        self.switch_wall_ns += wall_ns;
         self.switch_calls += 1;
     }
 
-    /// The agent's time in this unit's switches so far, ns.
+    /// How long one switch lasts, s: the average measured, or before any, 4
+    /// times its CPU estimate (on the bench machine, under load, the calls
+    /// lasted 2-5 times their CPU time).
+    fn switch_wall_s(&self) -> f64 {
+        if self.switch_calls > 0 {
+            self.switch_wall_ns as f64 / self.switch_calls as f64 / 1e9
+        } else {
+            4.0 * self.unit.switch_ns / 1e9
+        }
+    }
+
+    /// The agent's CPU time in this unit's switches so far, ns.
     pub fn switch_ns(&self) -> u64 {
         self.switch_ns
     }
@@ -450,6 +538,7 @@ mod tests {
     fn unit() -> Unit {
         Unit {
             name: "test",
+            kernel_allowance: false,
             cost_ns: 1000.0,
             min_off: Duration::from_millis(200),
             min_on: Duration::from_millis(100),
@@ -580,53 +669,82 @@ mod tests {
             switch_ns: switch_estimate_ns(200),
             ..unit()
         };
-        assert!(!Budget::new(3.0, many).affordable_at_start());
-        assert!(Budget::new(3.0, few).affordable_at_start());
-        assert!(Budget::new(0.0, many).affordable_at_start(), "no budget");
+        // On two CPUs (the bench machine's).
+        assert!(!Budget::with_cpus(3.0, many, 2.0).affordable_at_start());
+        assert!(Budget::with_cpus(3.0, few, 2.0).affordable_at_start());
+        assert!(Budget::with_cpus(0.0, many, 2.0).affordable_at_start(), "no budget");
     }
 
     #[test]
     fn an_on_period_pays_for_its_switches_in_advance() {
-        // A unit whose hits cost nothing but whose switches take 50 ms.
+        // A unit whose hits cost nothing but whose switches take 50 ms of CPU,
+        // on a target of one CPU: its reserve (the detach, and the CPU trapping
+        // as long) is 100 ms, more than the starting credit (20 ms).
         let u = Unit {
             switch_ns: 50e6,
             ..unit()
         };
-        let mut b = Budget::new(5.0, u);
+        let mut b = Budget::with_cpus(5.0, u, 1.0);
+        assert!(!b.affordable_at_start());
         let t0 = Instant::now();
         b.tick(0, 0, 0, t0);
         let at = |ms: u64| t0 + Duration::from_millis(ms);
-        // Its first on-period, from the attach, costs nothing but the switch
-        // off (50 ms, charged as fixed cost: 22 ms overdrawn); the next comes
-        // back only once 100 ms (two switches) are saved: one core at 5% x 0.8
-        // earns 40 ms a second.
-        assert_eq!(b.tick(0, 100 * MS, 0, at(100)), None);
-        assert_eq!(b.tick(0, 200 * MS, 50_000_000, at(200)), Some(Switch::Off));
-        assert_eq!(b.tick(0, 2_500 * MS, 50_000_000, at(2_500)), None);
-        assert_eq!(
-            b.tick(0, 3_400 * MS, 50_000_000, at(3_400)),
-            Some(Switch::On)
-        );
+        // Left on anyway, it goes off after its shortest on-period; the switch
+        // off (50 ms, charged as fixed cost) leaves 22 ms overdrawn; the next
+        // comes back once the two switches and the reserve (200 ms) are saved:
+        // one core at 5% x 0.8 earns 40 ms a second.
+        assert_eq!(b.tick(0, 100 * MS, 0, at(100)), Some(Switch::Off));
+        b.switched_in(50 * MS, 50 * MS);
+        assert_eq!(b.tick(0, 200 * MS, 50 * MS, at(200)), None);
+        assert_eq!(b.tick(0, 5_600 * MS, 50 * MS, at(5_600)), None);
+        assert_eq!(b.tick(0, 5_900 * MS, 50 * MS, at(5_900)), Some(Switch::On));
+    }
+
+    #[test]
+    fn the_kernel_allowance_is_the_credit_above_the_reserve() {
+        let u = Unit {
+            kernel_allowance: true,
+            switch_ns: 2e6,
+            ..unit()
+        };
+        let mut b = Budget::with_cpus(5.0, u, 1.0);
+        // 20 ms of credit, 4 ms of reserve (a 2 ms detach, and one CPU
+        // trapping as long): 16 ms at 1 µs a hit.
+        assert!(b.affordable_at_start());
+        assert_eq!(b.allowance(), Some(16_000));
+        let t0 = Instant::now();
+        b.tick(0, 0, 0, t0);
+        let at = |ms: u64| t0 + Duration::from_millis(ms);
+        // Spent 20 ms in (the kernel wakes the agent): off at once, before its
+        // shortest on-period (100 ms) is over.
+        assert_eq!(b.tick(16_000, 20 * MS, 0, at(20)), Some(Switch::Off));
+        assert_eq!(b.allowance(), None);
+        // 10,000 more hits while it went out: 10 ms beyond what the kernel
+        // allowed, kept in the reserve from then on (with the detach measured).
+        b.switched_in(3 * MS, 10 * MS);
+        b.tick(26_000, 40 * MS, 3 * MS, at(40));
+        assert!((b.reserve() - 16e6).abs() < 1e3, "{}", b.reserve());
     }
 
     #[test]
     fn a_unit_started_detached_saves_for_all_of_the_targets_cpu() {
         // Started detached, the unit's on-period cost is unknown: it may take
         // all the target's CPU while it lasts (100 ms, a tick and a half and
-        // two 50 ms switches: 230 ms at one core), plus the two switches
-        // (100 ms): 330 ms, of which the starting allowance is 20 ms and one
+        // two switches lasting 200 ms each, 4 times their 50 ms of CPU: 530 ms
+        // at one core), plus the two switches (100 ms) and the reserve
+        // (100 ms): 730 ms, of which the starting allowance is 20 ms and one
         // core at 5% x 0.8 earns 40 ms a second.
         let u = Unit {
             switch_ns: 50e6,
             ..unit()
         };
-        let mut b = Budget::new(5.0, u);
+        let mut b = Budget::with_cpus(5.0, u, 1.0);
         let t0 = Instant::now();
         b.start_off(t0);
         b.tick(0, 0, 0, t0);
         let at = |ms: u64| t0 + Duration::from_millis(ms);
-        assert_eq!(b.tick(0, 7_500 * MS, 0, at(7_500)), None);
-        assert_eq!(b.tick(0, 8_000 * MS, 0, at(8_000)), Some(Switch::On));
+        assert_eq!(b.tick(0, 17_500 * MS, 0, at(17_500)), None);
+        assert_eq!(b.tick(0, 18_000 * MS, 0, at(18_000)), Some(Switch::On));
     }
 
     #[test]

@@ -191,6 +191,7 @@ pub fn trace(
                 opts.budget,
                 budget::Unit {
                     name: "lock sites",
+                    kernel_allowance: true,
                     cost_ns: budget::LOCK_HIT_NS,
                     min_off: budget::LOCK_MIN_OFF,
                     min_on: budget::LOCK_MIN_ON,
@@ -204,6 +205,7 @@ pub fn trace(
             opts.budget,
             budget::Unit {
                 name: "park probes",
+                kernel_allowance: false,
                 cost_ns: budget::PARK_HIT_NS,
                 min_off: budget::PARK_MIN_OFF,
                 min_on: budget::PARK_MIN_ON,

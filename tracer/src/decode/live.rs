@@ -46,6 +46,7 @@ pub fn event_name(k: u32) -> &'static str {
         kind::LOCK_SLOW => "lock_slow",
         kind::SEMACQUIRE => "semacquire",
         kind::EXITING => "exiting",
+        kind::BUDGET_SPENT => "budget_spent",
         _ => "unknown",
     }
 }

@@ -8,7 +8,9 @@
 mod attach;
 
 pub use attach::LOCK_PROGRAM;
-use aya::maps::{Array, HashMap as BpfHashMap, MapData, PerCpuArray, RingBuf, StackTraceMap};
+use aya::maps::{
+    Array, HashMap as BpfHashMap, MapData, PerCpuArray, PerCpuValues, RingBuf, StackTraceMap,
+};
 use std::collections::HashMap;
 use std::os::fd::{AsFd as _, BorrowedFd};
 use tracer_analysis::lockwatch::HeldSet;
@@ -262,13 +264,36 @@ impl Probes {
 
     /// Turns the park probes off or on.
     pub fn set_parks(&mut self, on: bool) -> Result<(), String> {
-        self.links.set_parks(on)
+        urgent(|| self.links.set_parks(on))
     }
 
     /// Turns every lock site off or on.
     pub fn set_lock_sites(&mut self, on: bool) -> Result<(), String> {
         let n = self.links.lock_sites();
-        self.links.set_active(vec![on; n])
+        urgent(|| self.links.set_active(vec![on; n]))
+    }
+
+    /// Hands the kernel the hits the lock sites may take (the budget's credit),
+    /// split evenly over the CPUs; None: no limit.
+    pub fn set_lock_allowance(&mut self, hits: Option<u64>) -> Result<(), String> {
+        let Some(map) = self.links.ebpf.map_mut("LOCK_ALLOWANCE") else {
+            return Err("LOCK_ALLOWANCE map missing".into());
+        };
+        let mut arr: PerCpuArray<&mut MapData, i64> =
+            PerCpuArray::try_from(map).map_err(|e| e.to_string())?;
+        let cpus = aya::util::nr_cpus()
+            .map_err(|(_, e)| e.to_string())?
+            .get() as usize;
+        // At 0 the count never reaches 0 again: no wakeup.
+        let each = hits.map_or(0, |h| (h / cpus as u64).clamp(1, i64::MAX as u64) as i64);
+        let values = PerCpuValues::try_from(vec![each; cpus]).map_err(|e| e.to_string())?;
+        arr.set(0, values, 0).map_err(|e| e.to_string())
+    }
+
+    /// A descriptor of the ring buffer of its own, readable when a record
+    /// asks for a wakeup (the spent budget).
+    pub fn ring_fd(&self) -> std::io::Result<std::os::fd::OwnedFd> {
+        self.ring.as_fd().try_clone_to_owned()
     }
 
     /// Clears every held set (after the lock sites' first attach).
@@ -293,6 +318,25 @@ impl ParkView<'_> {
     pub fn sema(&self, goid: u64) -> Option<u64> {
         self.pending_sema.as_ref()?.get(&goid, 0).ok()
     }
+}
+
+/// Runs a switch at the calling thread's highest priority. The kernel writes
+/// the breakpoints in the agent's time, and the target traps on those already
+/// in (or still in) meanwhile: on the bench's busy two-CPU host, attaching
+/// 3,200 lock sites took 15 ms of CPU over 53 ms while the agent waited its
+/// turn among the target's threads, the sites trapping all along.
+fn urgent<T>(f: impl FnOnce() -> T) -> T {
+    // SAFETY: plain system calls on this thread (a thread id is a
+    // PRIO_PROCESS `who` on Linux).
+    let tid = unsafe { libc::gettid() } as libc::id_t;
+    let before = unsafe { libc::getpriority(libc::PRIO_PROCESS, tid) };
+    let raised = unsafe { libc::setpriority(libc::PRIO_PROCESS, tid, -20) } == 0;
+    let out = f();
+    if raised {
+        // SAFETY: as above.
+        unsafe { libc::setpriority(libc::PRIO_PROCESS, tid, before) };
+    }
+    out
 }
 
 /// Reinterprets one ring-buffer record. Short records (should not happen) are refused.

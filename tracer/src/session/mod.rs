@@ -1,5 +1,6 @@
 //! One target's trace, as an async loop: every 20 ms (50 in watch mode) drain the
-//! kernel's records, beat the heartbeat, check the budget; every second read the
+//! kernel's records, beat the heartbeat, check the budget (also at once when the
+//! kernel says the lock sites' allowance is spent); every second read the
 //! parked goroutines from memory and tick the detectors; stop on Ctrl-C, SIGTERM,
 //! SIGHUP, `--duration`, the target's exit or `exec`, or a closed output. It owns
 //! the pieces and moves data between them in one direction (probes -> decode ->
@@ -319,6 +320,15 @@ impl<'t> Session<'t> {
             }
         };
         tokio::pin!(exited);
+        // Readable only when a record asks for a wakeup: the lock sites'
+        // allowance is spent, and the budget detaches them now, not at its tick.
+        let ring = match (&self.budget, &self.probes) {
+            (Some(_), Some(p)) => p.ring_fd().ok().and_then(|fd| {
+                // SAFETY: the descriptor is the AsyncFd's own (a duplicate).
+                unsafe { AsyncFd::register(fd) }.ok()
+            }),
+            _ => None,
+        };
         let metrics = self.metrics.take();
         let mut pprof_rx = self.fleet.as_mut().and_then(|l| l.pprof.take());
         let mut stop_rx = self.fleet.as_mut().and_then(|l| l.stop.take());
@@ -344,6 +354,19 @@ impl<'t> Session<'t> {
                         self.detach();
                         after_exec = true;
                     }
+                }
+                _ = async {
+                    match &ring {
+                        Some(fd) => match fd.readable().await {
+                            Ok(mut ready) => ready.clear_ready(),
+                            Err(_) => std::future::pending().await,
+                        },
+                        None => std::future::pending().await,
+                    }
+                }, if !after_exec => {
+                    self.drain();
+                    self.last_budget = monotonic_ns();
+                    self.apply_budget();
                 }
                 Some(stream) = async {
                     match &metrics {

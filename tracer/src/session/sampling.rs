@@ -4,7 +4,7 @@
 //! arithmetic is `crate::budget`; the lock analysis `tracer_analysis::lockwatch`.
 use super::Session;
 use crate::budget::{self, Budget, Switch};
-use crate::clock::monotonic_ns;
+use crate::clock::{monotonic_ns, thread_cpu_ns};
 use crate::probes::Probes;
 use tracer_analysis::lockwatch;
 
@@ -89,6 +89,14 @@ impl Session<'_> {
         let Some(probes) = self.probes.as_mut() else {
             return;
         };
+        match self.budget.as_mut() {
+            Some(b) if b.affordable_at_start() => {
+                if let Err(e) = probes.set_lock_allowance(b.allowance()) {
+                    log::warn!("budget: setting the lock sites' allowance failed: {e}");
+                }
+            }
+            _ => {}
+        }
         if let Some(b) = self.budget.as_mut().filter(|b| !b.affordable_at_start()) {
             b.start_off(now);
             let from = monotonic_ns();
@@ -116,11 +124,14 @@ impl Session<'_> {
 
     /// Measures probe hits against the target's CPU time and turns probes off or
     /// on as the budgets say. Both units also pay for the agent's time that the
-    /// probes cause: draining their records, and the system calls that attach
-    /// and detach them (the kernel writes the breakpoints into the target's
-    /// text there, a few milliseconds for a few probes, tens for thousands of
-    /// lock sites): on a host whose CPUs are all busy it is CPU the target does
-    /// not get, so it is charged in proportion to how busy they were. The
+    /// probes cause: draining their records, and the CPU time of the system
+    /// calls that attach and detach them (the kernel writes the breakpoints
+    /// into the target's text there, a few milliseconds for a few probes, up
+    /// to 20 for thousands of lock sites; the calls also wait for an RCU grace
+    /// period, which costs nobody CPU): on a host whose CPUs are all busy it is
+    /// CPU the target does not get, so it is charged in proportion to how busy
+    /// they were. The lock sites' allowance goes to the kernel after each
+    /// check (see `crate::budget`). The
     /// agent's reads of the goroutines are not charged: every live mode has
     /// them, probes or not, and watch mode's cost is theirs. Lock sites come
     /// first (lock-order findings depend on which stay on); the park probes get
@@ -168,14 +179,27 @@ impl Session<'_> {
         let Some(probes) = self.probes.as_mut() else {
             return;
         };
+        // The kernel's allowance first: an attach's first hits count against it.
+        if let Some(allowance) = self.budget.as_ref().and_then(Budget::allowance) {
+            if let Err(e) = probes.set_lock_allowance(Some(allowance)) {
+                log::warn!("budget: setting the lock sites' allowance failed: {e}");
+            }
+        }
         if let Some(switch) = lock_switch {
             let from = monotonic_ns();
+            let cpu_from = thread_cpu_ns();
             if let Err(e) = probes.set_lock_sites(switch == Switch::On) {
                 log::warn!("budget: switching the lock sites failed: {e}");
             }
             let to = monotonic_ns();
+            let cpu = thread_cpu_ns().saturating_sub(cpu_from);
+            log::debug!(
+                "budget: lock sites {switch:?}: {} us, {} us of CPU",
+                (to - from) / 1000,
+                cpu / 1000
+            );
             if let Some(b) = self.budget.as_mut() {
-                b.switched_in(to - from);
+                b.switched_in(cpu, to - from);
             }
             // Records of the switch may still be in the ring buffer for a while.
             self.locks.switched(from, to);
@@ -186,11 +210,14 @@ impl Session<'_> {
         let lock_cost = lock_total as f64 * budget::LOCK_HIT_NS;
         let fixed = agent + lock_cost as u64;
         if let Some(switch) = park_budget.tick(probes.park_hits(), cpu, fixed, now) {
-            let from = monotonic_ns();
+            let (from, cpu_from) = (monotonic_ns(), thread_cpu_ns());
             if let Err(e) = probes.set_parks(switch == Switch::On) {
                 log::warn!("budget: switching the park probes failed: {e}");
             }
-            park_budget.switched_in(monotonic_ns() - from);
+            park_budget.switched_in(
+                thread_cpu_ns().saturating_sub(cpu_from),
+                monotonic_ns().saturating_sub(from),
+            );
         }
     }
 }
