@@ -672,7 +672,10 @@ mod tests {
         // On two CPUs (the bench machine's).
         assert!(!Budget::with_cpus(3.0, many, 2.0).affordable_at_start());
         assert!(Budget::with_cpus(3.0, few, 2.0).affordable_at_start());
-        assert!(Budget::with_cpus(0.0, many, 2.0).affordable_at_start(), "no budget");
+        assert!(
+            Budget::with_cpus(0.0, many, 2.0).affordable_at_start(),
+            "no budget"
+        );
     }
 
     #[test]

@@ -281,9 +281,7 @@ impl Probes {
         };
         let mut arr: PerCpuArray<&mut MapData, i64> =
             PerCpuArray::try_from(map).map_err(|e| e.to_string())?;
-        let cpus = aya::util::nr_cpus()
-            .map_err(|(_, e)| e.to_string())?
-            .get() as usize;
+        let cpus = aya::util::nr_cpus().map_err(|(_, e)| e.to_string())?.get() as usize;
         // At 0 the count never reaches 0 again: no wakeup.
         let each = hits.map_or(0, |h| (h / cpus as u64).clamp(1, i64::MAX as u64) as i64);
         let values = PerCpuValues::try_from(vec![each; cpus]).map_err(|e| e.to_string())?;

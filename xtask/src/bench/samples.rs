@@ -43,6 +43,11 @@ pub struct Sample {
     /// The workload's own elapsed time.
     pub work_ns: u64,
     pub agent: Option<Agent>,
+    /// The untraced rates of the windows just before and just after this one,
+    /// when it has them (HTTP services): its ratio's baseline. The host's speed
+    /// drifts by several percent within seconds; the round's one untraced run
+    /// was up to a minute away.
+    pub around: (Option<f64>, Option<f64>),
 }
 
 impl Sample {

@@ -87,9 +87,26 @@ impl Row {
     }
 }
 
-/// Ratios of each sample to the untraced sample of the same round; a row run once
-/// is compared with the median untraced run.
+/// Ratios of each sample to the untraced windows around it (the mean of the one
+/// before and the one after) where it has them, else to the untraced sample of
+/// the same round; a row run once is compared with the median untraced run.
 pub fn pair_ratios(rows: &mut [Row]) {
+    if rows
+        .iter()
+        .any(|r| r.samples.iter().any(|s| s.around.0.is_some()))
+    {
+        for row in rows.iter_mut() {
+            row.ratios = row
+                .samples
+                .iter()
+                .filter_map(|s| match s.around {
+                    (Some(a), Some(b)) if a + b > 0.0 => Some(2.0 * s.rate / (a + b)),
+                    _ => None,
+                })
+                .collect();
+        }
+        return;
+    }
     let base: Vec<f64> = rows
         .iter()
         .find(|r| r.config.how == How::Untraced)

@@ -48,6 +48,7 @@ impl Ctx {
                     rate,
                     work_ns,
                     agent: None,
+                    around: (None, None),
                 }))
             }
             How::Attach { .. } => Ok(None),
@@ -106,6 +107,7 @@ impl Ctx {
             rate,
             work_ns,
             agent: Some(agent),
+            around: (None, None),
         }))
     }
 

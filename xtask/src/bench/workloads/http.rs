@@ -1,7 +1,8 @@
 //! The net/http JSON services driven by loadgen: saturated (requests/s), then
 //! paced at a share of the untraced rate (requests per second of the service's
 //! CPU time). One service process serves a whole table, as a user measures a
-//! running service: windows of load alternate untraced and traced, each traced
+//! running service: windows of load alternate untraced and traced (each traced
+//! window is compared with the untraced ones on either side of it), each traced
 //! window with `tracer attach` on from before it starts to after it ends (Go's
 //! own tools, which a flag turns on at start, get a process of their own). A
 //! window measures the service and the agent, never what the tracer reports
@@ -100,6 +101,15 @@ impl Ctx {
         let svc = self.start_service(&t.bin, &[])?;
         // A window of load first: the service's heap and connections warm.
         self.load_window(&svc.1, t.rate, 1)?;
+        let base = rows
+            .iter()
+            .position(|r| r.config.how == How::Untraced)
+            .context("no untraced configuration")?;
+        // Every other window is untraced: each traced one is compared with the
+        // untraced windows on either side of it. (row, sample) of the windows
+        // still waiting for the untraced one after them.
+        let mut waiting: Vec<(usize, usize)> = Vec::new();
+        let mut last_untraced: Option<f64> = None;
         let mut round = 0;
         loop {
             if round >= max_rounds || (round >= min_rounds && settled(&mut rows)) {
@@ -109,7 +119,11 @@ impl Ctx {
             // drifts over a round, and a fixed order would charge it to one mode.
             let k = rows.len();
             for j in 0..k {
-                let row = &mut rows[(j + round) % k];
+                let at = (j + round) % k;
+                if at == base {
+                    continue;
+                }
+                let row = &mut rows[at];
                 if row.na.is_some() || (row.once && round > 0) {
                     continue;
                 }
@@ -121,6 +135,14 @@ impl Ctx {
                     row.na = Some(why);
                     continue;
                 }
+                if last_untraced.is_none() {
+                    let u = self.untraced_window(&svc, &mut rows[base], t, round)?;
+                    for (r, i) in waiting.drain(..) {
+                        rows[r].samples[i].around.1 = Some(u);
+                    }
+                    last_untraced = Some(u);
+                }
+                let row = &mut rows[at];
                 row.once = row
                     .config
                     .how
@@ -143,19 +165,54 @@ impl Ctx {
                     _ => self.http_window(&svc, row.config, t.rate)?,
                 };
                 match sample {
-                    Some(s) => row.samples.push(s),
+                    Some(mut s) => {
+                        s.around.0 = last_untraced.take();
+                        waiting.push((at, row.samples.len()));
+                        row.samples.push(s);
+                    }
                     None => row.na = self.na.get(row.config.id).cloned(),
                 }
             }
             round += 1;
         }
+        if !waiting.is_empty() {
+            let u = self.untraced_window(&svc, &mut rows[base], t, round)?;
+            for (r, i) in waiting.drain(..) {
+                rows[r].samples[i].around.1 = Some(u);
+            }
+        }
         drop(svc);
-        // Slow modes ran in the first round only, so they pair with its untraced run.
-        for row in rows.iter_mut() {
-            row.once = false;
+        // The untraced windows against their own neighbours: the bench's noise.
+        let u: Vec<f64> = rows[base].samples.iter().map(|s| s.rate).collect();
+        for (i, s) in rows[base].samples.iter_mut().enumerate() {
+            if i > 0 && i + 1 < u.len() {
+                s.around = (Some(u[i - 1]), Some(u[i + 1]));
+            }
         }
         pair_ratios(&mut rows);
         Ok(rows)
+    }
+
+    /// One untraced window between traced ones; returns its rate.
+    fn untraced_window(
+        &mut self,
+        svc: &(KillOnDrop, String, u32),
+        row: &mut Row,
+        t: &HttpTable,
+        round: usize,
+    ) -> Result<f64> {
+        eprintln!(
+            "bench: {} : untraced ({} s, round {})",
+            t.workload,
+            self.p.http_secs,
+            round + 1
+        );
+        let s = self
+            .http_window(svc, row.config, t.rate)?
+            .context("an untraced window measured nothing")?;
+        let rate = s.rate;
+        row.samples.push(s);
+        Ok(rate)
     }
 
     /// Starts the service with `args`, waits for its `listen` line; returns its
@@ -305,6 +362,7 @@ impl Ctx {
             rate,
             work_ns: secs * 1_000_000_000,
             agent,
+            around: (None, None),
         }))
     }
 }
