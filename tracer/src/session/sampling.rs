@@ -188,15 +188,18 @@ impl Session<'_> {
         if let Some(switch) = lock_switch {
             let from = monotonic_ns();
             let cpu_from = thread_cpu_ns();
+            let hits_before = probes.lock_site_hits();
             if let Err(e) = probes.set_lock_sites(switch == Switch::On) {
                 log::warn!("budget: switching the lock sites failed: {e}");
             }
             let to = monotonic_ns();
             let cpu = thread_cpu_ns().saturating_sub(cpu_from);
             log::debug!(
-                "budget: lock sites {switch:?}: {} us, {} us of CPU",
+                "budget: lock sites {switch:?}: {} us, {} us of CPU, hits {} since last tick, {} during",
                 (to - from) / 1000,
-                cpu / 1000
+                cpu / 1000,
+                hits_before - lock_total,
+                probes.lock_site_hits() - hits_before
             );
             if let Some(b) = self.budget.as_mut() {
                 b.switched_in(cpu, to - from);

@@ -72,7 +72,7 @@ impl Params {
                 // Loopback HTTP on two shared cores varies ±10% run to run: many
                 // short alternating rounds give a steadier median than a few long.
                 http_rounds: 10,
-                http_max_rounds: 30,
+                http_max_rounds: 40,
                 reference_rounds: 5,
                 http_rate_rounds: 8,
                 http_secs: 3,
