@@ -39,10 +39,11 @@ pub const PARK_HIT_NS: f64 = 5_000.0;
 /// The shortest time lock sites stay detached: re-attaching them replaces one
 /// multi-uprobe link, which waits for an RCU grace period.
 pub const LOCK_MIN_OFF: Duration = Duration::from_secs(1);
-/// The shortest time lock sites stay attached once on (one tick): under load all
-/// the sites cost more in one tick than the budget saves in a second. How often
-/// they switch is set by the account (each on-period is paid in advance), so a
-/// short period does not mean more switches.
+/// The on-period the account saves for before the lock sites come back (one
+/// tick at the last period's rate): under load all the sites cost more in one
+/// tick than the budget saves in a second. They stay on for as long as the
+/// kernel's allowance lasts, which may be shorter. How often they switch is set
+/// by the account (each on-period is paid in advance).
 pub const LOCK_MIN_ON: Duration = Duration::from_millis(20);
 /// The shortest time the park probes stay detached.
 pub const PARK_MIN_OFF: Duration = Duration::from_millis(200);
@@ -92,8 +93,9 @@ pub struct Unit {
 /// The agent's CPU time to attach or detach `probes` uprobes, before it has been
 /// measured: the kernel writes each breakpoint into the target's text. Measured
 /// on the bench machine under load: 2-8 ms for 200 lock sites, 9-20 ms for
-/// 3,200 (the calls last 12-130 ms, most of it waiting for an RCU grace period
-/// with the breakpoints already gone, which costs the target nothing).
+/// 3,200. The calls last 2-5 times as long (12-130 ms), waiting for the
+/// target's memory map and for an RCU grace period; a site traps until its
+/// breakpoint is out, and those hits are counted like any other.
 pub fn switch_estimate_ns(probes: usize) -> f64 {
     2e6 + probes as f64 * 6_000.0
 }
@@ -388,9 +390,9 @@ impl Budget {
     /// unit that started detached: thousands of lock sites on a busy service)
     /// its rate is unknown, and may be all of the target's CPU (every request
     /// trapping dozens of times); it is taken to be, for as long as the period
-    /// really lasts: its shortest length, or, unless the kernel ends it when
-    /// its allowance is spent, the off decision one and a half ticks late and
-    /// the switches' time too.
+    /// really lasts: its shortest length and its two switches, and, unless the
+    /// kernel ends it when its allowance is spent, the one and a half ticks the
+    /// off decision may come late.
     fn next_period_cost(&self) -> f64 {
         let switches = 2.0 * self.switch_cost();
         if self.rate_known {

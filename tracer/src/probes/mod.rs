@@ -264,13 +264,13 @@ impl Probes {
 
     /// Turns the park probes off or on.
     pub fn set_parks(&mut self, on: bool) -> Result<(), String> {
-        urgent(|| self.links.set_parks(on))
+        self.links.set_parks(on)
     }
 
     /// Turns every lock site off or on.
     pub fn set_lock_sites(&mut self, on: bool) -> Result<(), String> {
         let n = self.links.lock_sites();
-        urgent(|| self.links.set_active(vec![on; n]))
+        self.links.set_active(vec![on; n])
     }
 
     /// Hands the kernel the hits the lock sites may take (the budget's credit),
@@ -316,25 +316,6 @@ impl ParkView<'_> {
     pub fn sema(&self, goid: u64) -> Option<u64> {
         self.pending_sema.as_ref()?.get(&goid, 0).ok()
     }
-}
-
-/// Runs a switch at the calling thread's highest priority. The kernel writes
-/// the breakpoints in the agent's time, and the target traps on those already
-/// in (or still in) meanwhile: on the bench's busy two-CPU host, attaching
-/// 3,200 lock sites took 15 ms of CPU over 53 ms while the agent waited its
-/// turn among the target's threads, the sites trapping all along.
-fn urgent<T>(f: impl FnOnce() -> T) -> T {
-    // SAFETY: plain system calls on this thread (a thread id is a
-    // PRIO_PROCESS `who` on Linux).
-    let tid = unsafe { libc::gettid() } as libc::id_t;
-    let before = unsafe { libc::getpriority(libc::PRIO_PROCESS, tid) };
-    let raised = unsafe { libc::setpriority(libc::PRIO_PROCESS, tid, -20) } == 0;
-    let out = f();
-    if raised {
-        // SAFETY: as above.
-        unsafe { libc::setpriority(libc::PRIO_PROCESS, tid, before) };
-    }
-    out
 }
 
 /// Reinterprets one ring-buffer record. Short records (should not happen) are refused.

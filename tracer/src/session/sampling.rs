@@ -68,23 +68,11 @@ impl Session<'_> {
         }
     }
 
-    /// Detaches, before the target runs on, the units whose switch would not fit
-    /// in the budget's starting allowance (thousands of lock sites at a small
-    /// budget): they come on when the account can pay, like any on-period.
+    /// Detaches, before the target runs on, the units whose reserve for being
+    /// taken off would not fit in the budget's starting allowance (thousands of
+    /// lock sites at a small budget): they come on when the account can pay,
+    /// like any on-period. The others get their first allowance.
     pub fn start_units(&mut self) {
-        let expensive = |b: &Option<Budget>| b.as_ref().is_some_and(|b| !b.affordable_at_start());
-        if expensive(&self.budget) || expensive(&self.park_budget) {
-            // Costly only on a busy host: see how busy over a moment.
-            let _ = self.host_load.sample();
-            std::thread::sleep(std::time::Duration::from_millis(50));
-            let busy = self.host_load.sample().unwrap_or(1.0);
-            for b in [&mut self.budget, &mut self.park_budget]
-                .into_iter()
-                .flatten()
-            {
-                b.set_busy(busy);
-            }
-        }
         let now = std::time::Instant::now();
         let Some(probes) = self.probes.as_mut() else {
             return;
@@ -95,20 +83,20 @@ impl Session<'_> {
                     log::warn!("budget: setting the lock sites' allowance failed: {e}");
                 }
             }
-            _ => {}
-        }
-        if let Some(b) = self.budget.as_mut().filter(|b| !b.affordable_at_start()) {
-            b.start_off(now);
-            let from = monotonic_ns();
-            if let Err(e) = probes.set_lock_sites(false) {
-                log::warn!("budget: detaching the lock sites failed: {e}");
+            Some(b) => {
+                b.start_off(now);
+                let from = monotonic_ns();
+                if let Err(e) = probes.set_lock_sites(false) {
+                    log::warn!("budget: detaching the lock sites failed: {e}");
+                }
+                let to = monotonic_ns();
+                self.locks.switched(from, to);
+                say!(
+                    "tracer: {} lock sites start detached: taking them off again under load would cost more than the --budget allows at once; they are sampled once it can pay",
+                    probes.lock_sites()
+                );
             }
-            let to = monotonic_ns();
-            self.locks.switched(from, to);
-            say!(
-                "tracer: {} lock sites start detached: attaching them costs more than the --budget allows at once; they are sampled once it can pay",
-                probes.lock_sites()
-            );
+            None => {}
         }
         if let Some(b) = self
             .park_budget
@@ -127,8 +115,9 @@ impl Session<'_> {
     /// probes cause: draining their records, and the CPU time of the system
     /// calls that attach and detach them (the kernel writes the breakpoints
     /// into the target's text there, a few milliseconds for a few probes, up
-    /// to 20 for thousands of lock sites; the calls also wait for an RCU grace
-    /// period, which costs nobody CPU): on a host whose CPUs are all busy it is
+    /// to 20 for thousands of lock sites; the calls also wait, for the target's
+    /// memory map and an RCU grace period, which costs no CPU, and the hits
+    /// meanwhile are counted): on a host whose CPUs are all busy it is
     /// CPU the target does not get, so it is charged in proportion to how busy
     /// they were. The lock sites' allowance goes to the kernel after each
     /// check (see `crate::budget`). The

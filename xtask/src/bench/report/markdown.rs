@@ -223,10 +223,14 @@ impl Report<'_> {
             "\n## net/http JSON service (requests/s)\n\n`bench -workload httpservice` on \
              127.0.0.1 driven by `loadgen -conns {HTTP_CONNS} -duration {}s` (50% /get, 30% \
              /put, 20% /work). One service process serves the whole table, as a user measures \
-             a running service: windows of load alternate, untraced and traced, each traced \
-             window under `tracer attach PID --mode MODE` started before it (once attached) \
-             and stopped after it (snapshot mode: one attach halfway through); Go's tools, \
-             turned on by a flag at start, get a process of their own. Every configuration runs {} round(s) ({} for the reference and \
+             a running service: every other window of load is untraced, and each other \
+             window's ratio is its rate over the mean of the untraced windows just before and \
+             just after it (the host's speed drifts by several percent within seconds); the \
+             untraced row gives each untraced window against its own neighbours, the bench's \
+             noise. Each traced window runs under `tracer attach PID --mode MODE` started \
+             before it (once attached) and stopped after it (snapshot mode: one attach halfway \
+             through); Go's tools, turned on by a flag at start, get a process of their own. \
+             Every configuration runs {} round(s) ({} for the reference and \
              cost-part rows); the judged ones (the modes at the default budget) go on, up to {} \
              rounds, until the standard error of each median (1.2533 sd / sqrt(rounds)) is 1% \
              or less.\n",
