@@ -13,6 +13,11 @@ use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
+/// How often the sampler looks while the tracer is quiet (see
+/// [`Monitored::quiet`]): the peak RSS is the kernel's high-water mark, so a
+/// slow sample misses nothing but the last moments.
+const QUIET_EVERY: Duration = Duration::from_millis(200);
+
 /// Markers on the tracer's stderr, timed by the sampler.
 const ATTACHED: &str = "tracer: attached";
 const STOPPED: &str = "tracer: stopped";
@@ -26,6 +31,8 @@ pub struct Monitored {
     peak_kb: Arc<AtomicU64>,
     marks: Arc<Mutex<[Option<f64>; 2]>>,
     stop: Arc<AtomicBool>,
+    /// Sampling slowly (a window of load under way).
+    slow: Arc<AtomicBool>,
     sampler: Option<JoinHandle<()>>,
     reaped: bool,
 }
@@ -40,7 +47,9 @@ impl Monitored {
         let peak_kb = Arc::new(AtomicU64::new(0));
         let marks = Arc::new(Mutex::new([None; 2]));
         let stop = Arc::new(AtomicBool::new(false));
+        let slow = Arc::new(AtomicBool::new(false));
         let (peak, seen, halt) = (peak_kb.clone(), marks.clone(), stop.clone());
+        let quiet = slow.clone();
         let errf = stderr_file.to_path_buf();
         let sampler = thread::spawn(move || {
             while !halt.load(Ordering::Relaxed) {
@@ -72,7 +81,12 @@ impl Monitored {
                 if gone {
                     break;
                 }
-                thread::sleep(every);
+                if quiet.load(Ordering::Relaxed) {
+                    // Woken early when the window ends.
+                    thread::park_timeout(QUIET_EVERY);
+                } else {
+                    thread::sleep(every);
+                }
             }
         });
         Ok(Monitored {
@@ -82,6 +96,7 @@ impl Monitored {
             peak_kb,
             marks,
             stop,
+            slow,
             sampler: Some(sampler),
             reaped: false,
         })
@@ -89,6 +104,16 @@ impl Monitored {
 
     pub fn running(&self) -> bool {
         matches!(proc_stat(self.pid), Some((s, _)) if s != 'Z' && s != 'X')
+    }
+
+    /// Samples every [`QUIET_EVERY`] (on) or as asked at the start (off): a
+    /// window of load on a service must not pay for the bench's own reads of
+    /// `/proc` 200 times a second, which only the traced windows had.
+    pub fn quiet(&self, on: bool) {
+        self.slow.store(on, Ordering::Relaxed);
+        if let Some(s) = self.sampler.as_ref().filter(|_| !on) {
+            s.thread().unpark();
+        }
     }
 
     /// When the tracer said it had attached, if it has.

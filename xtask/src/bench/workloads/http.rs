@@ -330,7 +330,9 @@ impl Ctx {
                     }
                     thread::sleep(Duration::from_millis(5));
                 }
+                m.quiet(true);
                 let window = self.load_window(addr, rate, secs);
+                m.quiet(false);
                 signal(m.pid, "INT");
                 let (status, mut a) = m.finish(Duration::from_secs(120), self.clk_tck)?;
                 let window = window?;
