@@ -734,7 +734,11 @@ fn stack(ctx: &ProbeContext, ev: &mut Event) {
 /// attempt overwrites it), so it is only cleared by the goroutine it names.
 #[inline(always)]
 fn release(goid: u64, m: u64, write: bool) {
-    if remove_held(goid, m, write) {
+    // Its own hold of either kind: Go ends the program on an RUnlock of a lock
+    // not read-locked (or an Unlock of one not locked), so a hold of the other
+    // kind here was written with the wrong kind, by another goroutine's edit of
+    // this set racing this goroutine's own (nothing serialises the two).
+    if remove_held(goid, m, write) || remove_held(goid, m, !write) {
         // SAFETY: lookup with a key on the stack.
         if write && unsafe { HOLDER.get(&m) }.is_some_and(|h| *h == goid) {
             let _ = HOLDER.remove(&m);
