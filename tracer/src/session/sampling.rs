@@ -187,8 +187,8 @@ impl Session<'_> {
                 "budget: lock sites {switch:?}: {} us, {} us of CPU, hits {} since last tick, {} during",
                 (to - from) / 1000,
                 cpu / 1000,
-                hits_before - lock_total,
-                probes.lock_site_hits() - hits_before
+                hits_before.saturating_sub(lock_total),
+                probes.lock_site_hits().saturating_sub(hits_before)
             );
             if let Some(b) = self.budget.as_mut() {
                 b.switched_in(cpu, to - from);
