@@ -144,17 +144,37 @@ pub struct LockCaller {
     pub ret: u64,
 }
 
-/// Locks a goroutine holds, as the kernel tracks them.
+/// Locks a goroutine holds, as the kernel tracks them. Only the goroutine's own
+/// probes edit the set (one goroutine runs on one thread at a time, so they never
+/// race); a release by another goroutine is counted in `RELEASED`
+/// ([`ReleaseKey`]) and `released` bumped atomically, and the owner applies it
+/// at its next lock. Two writers editing the arrays at once had lost updates: a
+/// hold taken off came back, and was reported as a missing Unlock.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct HeldLocks {
     pub n: u32,
     /// Bit i set: lock i is held for reading.
     pub read: u32,
+    /// Releases by other goroutines counted for this set (only ever added to,
+    /// atomically, by them).
+    pub released: u64,
+    /// The value of `released` the owner last applied.
+    pub applied: u64,
     pub locks: [u64; MAX_HELD],
     pub sites: [u32; MAX_HELD],
     /// When each lock was acquired (`CLOCK_MONOTONIC` ns), for hold times.
     pub since: [u64; MAX_HELD],
+}
+
+/// Key of `RELEASED`: holds of `lock` by goroutine `goid` that other goroutines
+/// released and the owner has not yet taken off its set. Bit 0 of `lock` (a
+/// mutex is at least 4-aligned) is set for a read hold.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct ReleaseKey {
+    pub goid: u64,
+    pub lock: u64,
 }
 
 /// Hold-time histograms: log2 buckets per acquisition site, for the first
@@ -247,6 +267,8 @@ mod user {
     unsafe impl aya::Pod for super::HeldLocks {}
     // SAFETY: as above.
     unsafe impl aya::Pod for super::EdgeKey {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::ReleaseKey {}
     // SAFETY: as above.
     unsafe impl aya::Pod for super::LockCaller {}
 }

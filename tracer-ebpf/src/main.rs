@@ -8,9 +8,14 @@
 //! exception is the record that says the lock sites' budget is spent.
 #![no_std]
 #![no_main]
+// An atomic add: the bpf target's `AtomicU64` has loads and stores only.
+#![allow(internal_features)]
+#![feature(core_intrinsics)]
+
+use core::intrinsics::{atomic_xadd, AtomicOrdering};
 
 use aya_ebpf::{
-    bindings::{pt_regs, BPF_F_USER_STACK, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP},
+    bindings::{pt_regs, BPF_F_USER_STACK, BPF_NOEXIST, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP},
     helpers::{
         bpf_get_attach_cookie, bpf_get_smp_processor_id, bpf_ktime_get_ns, bpf_probe_read_user,
     },
@@ -21,7 +26,8 @@ use aya_ebpf::{
 };
 use tracer_common::{
     counter, exit_hold, kind, lockop, EdgeKey, Event, HeldLocks, LockCaller, LockSiteInfo,
-    ParkState, CALLER_IGNORED, HOLD_HIST_BUCKETS, HOLD_HIST_SITES, MAX_HELD, SEQ_UNKNOWN,
+    ParkState, ReleaseKey, CALLER_IGNORED, HOLD_HIST_BUCKETS, HOLD_HIST_SITES, MAX_HELD,
+    SEQ_UNKNOWN,
 };
 
 #[map]
@@ -72,6 +78,19 @@ static LOCK_CALLERS: HashMap<LockCaller, u32> = HashMap::with_max_entries(1 << 1
 /// goid -> the locks it holds now.
 #[map]
 static HELD: LruHashMap<u64, HeldLocks> = LruHashMap::with_max_entries(1 << 16, 0);
+
+/// Holds released by another goroutine, not yet taken off their owner's set
+/// (see `tracer_common::HeldLocks`): the owner applies them at its next lock,
+/// the agent when it reads the sets.
+#[map]
+static RELEASED: LruHashMap<ReleaseKey, u64> = LruHashMap::with_max_entries(1 << 16, 0);
+
+/// When the agent last switched the lock sites (`CLOCK_MONOTONIC` ns): holds
+/// taken before then are void, since their Unlock may have gone unseen (and a
+/// lock left "held" would invent order edges). The agent cannot rewrite a held
+/// set without racing its owner, so the owner drops them at its next lock.
+#[map]
+static PURGED_AT: Array<u64> = Array::with_max_entries(1, 0);
 
 /// mutex -> goroutine holding it for writing. Go allows unlocking from another
 /// goroutine; this finds whose held set the unlock clears.
@@ -657,6 +676,7 @@ fn acquire(ctx: &ProbeContext, r: &pt_regs, goid: u64, m: u64, site: u32, op: u3
     };
     // SAFETY: map value pointer, valid for this program run.
     let held = unsafe { &mut *held };
+    tidy(goid, held);
     let n = (held.n as usize).min(MAX_HELD);
     for i in 0..MAX_HELD {
         if i >= n {
@@ -728,17 +748,13 @@ fn stack(ctx: &ProbeContext, ev: &mut Event) {
     }
 }
 
-/// Removes `m` from the held set of whoever holds it. Usually the caller; Go also
+/// Takes `m` off the held set of whoever holds it. Usually the caller; Go also
 /// allows another goroutine to unlock, and then `HOLDER` (`READER` for a read
 /// lock) names the owner. `HOLDER` is last-writer-wins (a contended Lock's
 /// attempt overwrites it), so it is only cleared by the goroutine it names.
 #[inline(always)]
 fn release(goid: u64, m: u64, write: bool) {
-    // Its own hold of either kind: Go ends the program on an RUnlock of a lock
-    // not read-locked (or an Unlock of one not locked), so a hold of the other
-    // kind here was written with the wrong kind, by another goroutine's edit of
-    // this set racing this goroutine's own (nothing serialises the two).
-    if remove_held(goid, m, write) || remove_held(goid, m, !write) {
+    if remove_held(goid, m, write) {
         // SAFETY: lookup with a key on the stack.
         if write && unsafe { HOLDER.get(&m) }.is_some_and(|h| *h == goid) {
             let _ = HOLDER.remove(&m);
@@ -748,7 +764,7 @@ fn release(goid: u64, m: u64, write: bool) {
     if write {
         // SAFETY: lookup with a key on the stack.
         if let Some(owner) = unsafe { HOLDER.get(&m) }.copied() {
-            remove_held(owner, m, true);
+            release_for(owner, goid, m, false);
             let _ = HOLDER.remove(&m);
         }
         return;
@@ -756,8 +772,132 @@ fn release(goid: u64, m: u64, write: bool) {
     // Kept: the same reader may hold it twice, both released by another.
     // SAFETY: lookup with a key on the stack.
     if let Some(owner) = unsafe { READER.get(&m) }.copied() {
-        remove_held(owner, m, false);
+        release_for(owner, goid, m, true);
     }
+}
+
+/// Another goroutine's release of `owner`'s hold of `m`: counted for the owner
+/// to apply (it alone edits its set). Only when the set shows such a hold, so a
+/// count never waits to cancel a later hold it did not match.
+#[inline(always)]
+fn release_for(owner: u64, goid: u64, m: u64, read: bool) {
+    if owner == goid {
+        return;
+    }
+    let Some(held) = HELD.get_ptr_mut(&owner) else {
+        return;
+    };
+    // SAFETY: map value pointer, valid for this program run; read only, but for
+    // `released`, which is only ever added to atomically.
+    let h = unsafe { &*held };
+    let n = (h.n as usize).min(MAX_HELD);
+    let want = u32::from(read);
+    let mut holds = false;
+    for i in 0..MAX_HELD {
+        if i < n && h.locks[i] == m && (h.read >> i) & 1 == want {
+            holds = true;
+        }
+    }
+    if !holds {
+        return;
+    }
+    let key = ReleaseKey {
+        goid: owner,
+        lock: m | u64::from(read),
+    };
+    // SAFETY: lookups with a key on the stack; the counts are only added to
+    // atomically here and taken from by their owner.
+    unsafe {
+        match RELEASED.get_ptr_mut(&key) {
+            Some(c) => add_u64(c, 1),
+            None => {
+                if RELEASED.insert(&key, &1, BPF_NOEXIST as u64).is_err() {
+                    // Another goroutine inserted it first.
+                    match RELEASED.get_ptr_mut(&key) {
+                        Some(c) => add_u64(c, 1),
+                        None => return,
+                    }
+                }
+            }
+        }
+        add_u64(core::ptr::addr_of_mut!((*held).released), 1);
+    }
+}
+
+/// An atomic add (a locked add instruction), for counts other CPUs add to.
+///
+/// # Safety
+/// `p` is a valid, aligned map value field.
+#[inline(always)]
+unsafe fn add_u64(p: *mut u64, v: u64) {
+    // SAFETY: per the contract. The result is unused: a plain locked add.
+    unsafe { atomic_xadd::<u64, u64, { AtomicOrdering::Relaxed }>(p, v) };
+}
+
+/// The owner's tidy-up before it reads its set: applies the releases other
+/// goroutines counted for it, and drops holds taken before the agent last
+/// switched the lock sites. The most recent holds go first, as in
+/// `remove_held`. Their hold times are not known, so not in `HOLD_HIST`.
+#[inline(always)]
+fn tidy(goid: u64, held: &mut HeldLocks) {
+    // SAFETY: an aligned field of the map value; other CPUs add to it atomically.
+    let released = unsafe { core::ptr::read_volatile(core::ptr::addr_of!(held.released)) };
+    let purged = PURGED_AT.get(0).copied().unwrap_or(0);
+    let n = (held.n as usize).min(MAX_HELD);
+    if n == 0 {
+        held.applied = released;
+        return;
+    }
+    let mut drop: u32 = 0;
+    for j in 0..MAX_HELD {
+        let i = MAX_HELD - 1 - j;
+        if i >= n {
+            continue;
+        }
+        if held.since[i] <= purged {
+            drop |= 1 << i;
+        }
+        if released == held.applied {
+            continue;
+        }
+        // A void hold takes its count too, so the count cannot cancel a later
+        // hold of the same lock.
+        let key = ReleaseKey {
+            goid,
+            lock: held.locks[i] | u64::from((held.read >> i) & 1),
+        };
+        if let Some(c) = RELEASED.get_ptr_mut(&key) {
+            // SAFETY: map value pointer; only the owner takes from the count,
+            // so it cannot go below zero.
+            unsafe {
+                if core::ptr::read_volatile(c) > 0 {
+                    add_u64(c, u64::MAX);
+                    drop |= 1 << i;
+                }
+            }
+        }
+    }
+    held.applied = released;
+    if drop == 0 {
+        return;
+    }
+    let mut k = 0;
+    let mut read = 0;
+    for i in 0..MAX_HELD {
+        if i >= n || k >= MAX_HELD {
+            break;
+        }
+        if drop & (1 << i) != 0 {
+            continue;
+        }
+        held.locks[k] = held.locks[i];
+        held.sites[k] = held.sites[i];
+        held.since[k] = held.since[i];
+        read |= ((held.read >> i) & 1) << k;
+        k += 1;
+    }
+    held.n = k as u32;
+    held.read = read;
 }
 
 #[inline(always)]

@@ -38,9 +38,6 @@ pub struct Attached {
     target: std::path::PathBuf,
     scope: UProbeScope,
     lock_offsets: Vec<u64>,
-    /// The probed site behind each site index the kernel reports (a user's call
-    /// into an entry-probed method is reported under an index of its own).
-    site_owners: Vec<u32>,
     /// (program, file offsets) of the probes the budget turns off and on together.
     park_points: Vec<(&'static str, Vec<u64>)>,
     parks_on: bool,
@@ -88,10 +85,10 @@ impl Attached {
         self.lock_offsets.len()
     }
 
-    /// Re-attaches the lock program to exactly the `active` sites, and drops from
-    /// the kernel's held sets every lock taken at a site being turned off: its
-    /// unlock will not be seen, and a lock left "held" would invent order edges (a
-    /// dropped hold only loses edges).
+    /// Re-attaches the lock program to exactly the `active` sites, and voids
+    /// every hold taken so far: a lock's unlock may go unseen while sites switch,
+    /// and a lock left "held" would invent order edges (a voided hold only loses
+    /// edges).
     pub fn set_active(&mut self, active: Vec<bool>) -> Result<(), String> {
         if active == self.active {
             return Ok(());
@@ -108,34 +105,25 @@ impl Attached {
             .map(|(i, _)| (self.lock_offsets[i], i as u64))
             .collect();
         let (target, scope) = (self.target.clone(), self.scope);
-        // Sites changing state either way: held entries from them may be stale.
-        // Uprobes of a link go in and out one by one, so while a link is being
-        // attached a Lock's probe can be in and its Unlock's not yet: switch-on
-        // purges again once the link is complete (a dropped hold only loses edges).
-        let switched: Vec<u32> = self
-            .active
-            .iter()
-            .zip(&active)
-            .enumerate()
-            .filter(|(_, (was, now))| was != now)
-            .map(|(i, _)| i as u32)
-            .collect();
+        // Every hold may be stale. Uprobes of a link go in and out one by one,
+        // so while a link is being attached a Lock's probe can be in and its
+        // Unlock's not yet: switch-on voids again once the link is complete (a
+        // voided hold only loses edges).
         self.active = active;
-        purge_held(&mut self.ebpf, &switched, &self.site_owners);
+        void_holds(&mut self.ebpf);
         if points.is_empty() {
             return Ok(());
         }
         let prog = lock_program(&mut self.ebpf)?;
         self.lock_link = Some(attach_sites(prog, &points, &target, scope)?);
-        purge_held(&mut self.ebpf, &switched, &self.site_owners);
+        void_holds(&mut self.ebpf);
         Ok(())
     }
 
-    /// Clears every held set: what was recorded while a link was still going in
-    /// (the first attach included) may be a Lock whose Unlock probe was not in.
+    /// Voids every hold: what was recorded while a link was still going in (the
+    /// first attach included) may be a Lock whose Unlock probe was not in.
     pub fn purge_all_held(&mut self) {
-        let all: Vec<u32> = (0..self.lock_offsets.len() as u32).collect();
-        purge_held(&mut self.ebpf, &all, &self.site_owners);
+        void_holds(&mut self.ebpf);
     }
 
     /// Turns the park probes off or on. Links are dropped on a thread of their
@@ -202,40 +190,15 @@ fn lock_program(ebpf: &mut Ebpf) -> Result<&mut UProbe, String> {
         .map_err(|e| format!("{e}"))
 }
 
-/// Drops from the held sets every lock taken at one of the probed `sites`
-/// (`owners`: the probed site behind each site index, see `site_owners`).
-fn purge_held(ebpf: &mut Ebpf, sites: &[u32], owners: &[u32]) {
-    use tracer_common::{HeldLocks, MAX_HELD};
-    if sites.is_empty() {
-        return;
-    }
-    let switched = |site: u32| {
-        let owner = owners.get(site as usize).copied().unwrap_or(site);
-        sites.contains(&owner)
-    };
-    let Some(map) = ebpf.map_mut("HELD") else {
+/// Holds taken until now are void (`PURGED_AT`): their owners drop them at
+/// their next lock, and the agent's reads leave them out. The sets are not
+/// rewritten here: that would race their owners' own edits.
+fn void_holds(ebpf: &mut Ebpf) {
+    let Some(map) = ebpf.map_mut("PURGED_AT") else {
         return;
     };
-    let Ok(mut held) = aya::maps::HashMap::<_, u64, HeldLocks>::try_from(map) else {
-        return;
-    };
-    let entries: Vec<(u64, HeldLocks)> = held.iter().filter_map(Result::ok).collect();
-    for (goid, h) in entries {
-        let mut kept = HeldLocks::default();
-        for i in 0..(h.n as usize).min(MAX_HELD) {
-            if switched(h.sites[i]) {
-                continue;
-            }
-            let k = kept.n as usize;
-            kept.locks[k] = h.locks[i];
-            kept.sites[k] = h.sites[i];
-            kept.since[k] = h.since[i];
-            kept.read |= ((h.read >> i) & 1) << k;
-            kept.n += 1;
-        }
-        if kept.n != h.n {
-            let _ = held.insert(&goid, &kept, 0);
-        }
+    if let Ok(mut at) = aya::maps::Array::<_, u64>::try_from(map) {
+        let _ = at.set(0, &crate::clock::monotonic_ns(), 0);
     }
 }
 
@@ -287,7 +250,9 @@ pub fn attach(
         // lock probe will use them. Attach is about 0.2 s faster.
         for name in [
             "HELD",
+            "RELEASED",
             "HOLDER",
+            "READER",
             "EDGES",
             "CLASS_EDGES",
             "HOLD_HIST",
@@ -412,7 +377,6 @@ pub fn attach(
         target: target.to_path_buf(),
         scope,
         lock_offsets: plan.locks.iter().map(|l| l.file_offset).collect(),
-        site_owners: plan.numbered_lock_sites().iter().map(|s| s.owner).collect(),
         park_points,
         parks_on: true,
     })

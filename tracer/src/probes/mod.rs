@@ -6,15 +6,19 @@
 //! decides anything: what to switch, when, and what a record means are the
 //! session's and the decoder's.
 mod attach;
+mod held;
 
 pub use attach::LOCK_PROGRAM;
 use aya::maps::{
     Array, HashMap as BpfHashMap, MapData, PerCpuArray, PerCpuValues, RingBuf, StackTraceMap,
 };
+use held::live_holds;
 use std::collections::HashMap;
 use std::os::fd::{AsFd as _, BorrowedFd};
 use tracer_analysis::lockwatch::HeldSet;
-use tracer_common::{counter, exit_hold, kind, EdgeKey, Event, HeldLocks, ParkState, EVENT_SIZE};
+use tracer_common::{
+    counter, exit_hold, kind, EdgeKey, Event, HeldLocks, ParkState, ReleaseKey, EVENT_SIZE,
+};
 
 /// Counters read back from the kernel side.
 #[derive(Debug, Default, Clone, serde::Serialize)]
@@ -155,24 +159,35 @@ impl Probes {
         c
     }
 
-    /// Each goroutine's held locks, by goid.
+    /// Each goroutine's held locks, by goid: the kernel's sets as their owners
+    /// will see them at their next lock (without the holds other goroutines
+    /// released and those void since the last switch).
     pub fn held_sets(&self) -> HashMap<u64, HeldSet> {
-        let Some(map) = self.links.ebpf.map("HELD") else {
+        let ebpf = &self.links.ebpf;
+        let Some(held) = ebpf
+            .map("HELD")
+            .and_then(|m| BpfHashMap::<_, u64, HeldLocks>::try_from(m).ok())
+        else {
             return HashMap::new();
         };
-        let Ok(held) = BpfHashMap::<_, u64, HeldLocks>::try_from(map) else {
-            return HashMap::new();
-        };
+        let purged = ebpf
+            .map("PURGED_AT")
+            .and_then(|m| aya::maps::Array::<_, u64>::try_from(m).ok())
+            .and_then(|a| a.get(&0, 0).ok())
+            .unwrap_or(0);
+        let mut released: HashMap<ReleaseKey, u64> = ebpf
+            .map("RELEASED")
+            .and_then(|m| BpfHashMap::<_, ReleaseKey, u64>::try_from(m).ok())
+            .map(|r| {
+                r.iter()
+                    .filter_map(Result::ok)
+                    .filter(|(_, c)| *c > 0)
+                    .collect()
+            })
+            .unwrap_or_default();
         held.iter()
             .filter_map(Result::ok)
-            .map(|(goid, h)| {
-                let n = (h.n as usize).min(tracer_common::MAX_HELD);
-                let locks = (0..n)
-                    .map(|i| (h.locks[i], h.read & (1 << i) != 0))
-                    .collect();
-                let sites = h.sites[..n].to_vec();
-                (goid, HeldSet { locks, sites })
-            })
+            .map(|(goid, h)| (goid, live_holds(goid, &h, purged, &mut released)))
             .collect()
     }
 
@@ -208,12 +223,26 @@ impl Probes {
         }
     }
 
-    /// The kernel forgets the held sets of goroutines that ended.
+    /// The kernel forgets the held sets of goroutines that ended, and the
+    /// releases counted for them.
     pub fn forget_held(&mut self, goids: &[u64]) {
         if let Some(map) = self.links.ebpf.map_mut("HELD") {
             if let Ok(mut held) = BpfHashMap::<_, u64, HeldLocks>::try_from(map) {
                 for g in goids {
                     let _ = held.remove(g);
+                }
+            }
+        }
+        if let Some(map) = self.links.ebpf.map_mut("RELEASED") {
+            if let Ok(mut released) = BpfHashMap::<_, ReleaseKey, u64>::try_from(map) {
+                let goids: std::collections::HashSet<u64> = goids.iter().copied().collect();
+                let gone: Vec<ReleaseKey> = released
+                    .keys()
+                    .filter_map(Result::ok)
+                    .filter(|k| goids.contains(&k.goid))
+                    .collect();
+                for k in &gone {
+                    let _ = released.remove(k);
                 }
             }
         }
