@@ -167,6 +167,59 @@ pub struct HeldLocks {
     pub since: [u64; MAX_HELD],
 }
 
+impl HeldLocks {
+    /// Whether lock i is held for reading.
+    #[inline(always)]
+    pub fn is_read(&self, i: usize) -> bool {
+        (self.read >> i) & 1 != 0
+    }
+
+    /// Whether `m` is held, of the given kind.
+    #[inline(always)]
+    pub fn holds(&self, m: u64, read: bool) -> bool {
+        let n = (self.n as usize).min(MAX_HELD);
+        let mut found = false;
+        for i in 0..MAX_HELD {
+            if i < n && self.locks[i] == m && self.is_read(i) == read {
+                found = true;
+            }
+        }
+        found
+    }
+
+    /// The holds that are gone, as a mask (bit i: lock i): those taken at or
+    /// before `purged` (the last switch), and those another goroutine released
+    /// (`take`: whether a count for the key is left, and takes it). Latest hold
+    /// first, so a release takes the most recent hold of its lock and kind. The
+    /// agent's reads; the kernel's `tidy` applies the same rule in a loop of its
+    /// own (calling this with a closure that looks the counts up took the lock
+    /// program past the verifier's million instructions).
+    #[inline(always)]
+    pub fn gone(&self, goid: u64, purged: u64, mut take: impl FnMut(&ReleaseKey) -> bool) -> u32 {
+        let n = (self.n as usize).min(MAX_HELD);
+        let mut gone = 0;
+        for j in 0..MAX_HELD {
+            let i = MAX_HELD - 1 - j;
+            if i >= n {
+                continue;
+            }
+            if self.since[i] <= purged {
+                gone |= 1 << i;
+            }
+            // A void hold takes its count too, so the count cannot cancel a
+            // later hold of the same lock.
+            let key = ReleaseKey {
+                goid,
+                lock: self.locks[i] | u64::from(self.is_read(i)),
+            };
+            if take(&key) {
+                gone |= 1 << i;
+            }
+        }
+        gone
+    }
+}
+
 /// Key of `RELEASED`: holds of `lock` by goroutine `goid` that other goroutines
 /// released and the owner has not yet taken off its set. Bit 0 of `lock` (a
 /// mutex is at least 4-aligned) is set for a read hold.

@@ -789,16 +789,7 @@ fn release_for(owner: u64, goid: u64, m: u64, read: bool) {
     };
     // SAFETY: map value pointer, valid for this program run; read only, but for
     // `released`, which is only ever added to atomically.
-    let h = unsafe { &*held };
-    let n = (h.n as usize).min(MAX_HELD);
-    let want = u32::from(read);
-    let mut holds = false;
-    for i in 0..MAX_HELD {
-        if i < n && h.locks[i] == m && (h.read >> i) & 1 == want {
-            holds = true;
-        }
-    }
-    if !holds {
+    if !unsafe { &*held }.holds(m, read) {
         return;
     }
     let key = ReleaseKey {
@@ -836,8 +827,8 @@ unsafe fn add_u64(p: *mut u64, v: u64) {
 
 /// The owner's tidy-up before it reads its set: applies the releases other
 /// goroutines counted for it, and drops holds taken before the agent last
-/// switched the lock sites. The most recent holds go first, as in
-/// `remove_held`. Their hold times are not known, so not in `HOLD_HIST`.
+/// switched the lock sites, by the rule of `HeldLocks::gone` (which the
+/// agent's reads call). Their hold times are not known, so not in `HOLD_HIST`.
 #[inline(always)]
 fn tidy(goid: u64, held: &mut HeldLocks) {
     // SAFETY: an aligned field of the map value; other CPUs add to it atomically.

@@ -1,7 +1,7 @@
 //! A goroutine's held set as its owner will see it at its next lock: the
 //! kernel's set without the holds other goroutines released (counted apart, see
-//! `tracer_common::HeldLocks`) and those taken before the last switch. The
-//! same rules as the kernel's `tidy`, for the agent's reads.
+//! `tracer_common::HeldLocks`) and those taken before the last switch
+//! ([`HeldLocks::gone`], the rule the kernel's `tidy` applies too).
 use std::collections::HashMap;
 use tracer_analysis::lockwatch::HeldSet;
 use tracer_common::{HeldLocks, ReleaseKey, MAX_HELD};
@@ -15,28 +15,16 @@ pub fn live_holds(
     purged: u64,
     released: &mut HashMap<ReleaseKey, u64>,
 ) -> HeldSet {
-    let n = (h.n as usize).min(MAX_HELD);
-    let mut keep = [true; MAX_HELD];
-    for i in (0..n).rev() {
-        let read = (h.read >> i) & 1;
-        if h.since[i] <= purged {
-            keep[i] = false;
-        }
-        let key = ReleaseKey {
-            goid,
-            lock: h.locks[i] | u64::from(read),
-        };
-        if let Some(c) = released.get_mut(&key).filter(|c| **c > 0) {
+    let gone = h.gone(goid, purged, |key| match released.get_mut(key) {
+        Some(c) if *c > 0 => {
             *c -= 1;
-            keep[i] = false;
+            true
         }
-    }
-    let live = (0..n).filter(|&i| keep[i]);
+        _ => false,
+    });
+    let live = (0..(h.n as usize).min(MAX_HELD)).filter(|&i| gone & (1 << i) == 0);
     HeldSet {
-        locks: live
-            .clone()
-            .map(|i| (h.locks[i], h.read & (1 << i) != 0))
-            .collect(),
+        locks: live.clone().map(|i| (h.locks[i], h.is_read(i))).collect(),
         sites: live.map(|i| h.sites[i]).collect(),
     }
 }
@@ -44,6 +32,13 @@ pub fn live_holds(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// One release counted for each (goid, lock key).
+    fn counts(keys: &[(u64, u64)]) -> HashMap<ReleaseKey, u64> {
+        keys.iter()
+            .map(|&(goid, lock)| (ReleaseKey { goid, lock }, 1))
+            .collect()
+    }
 
     fn set(holds: &[(u64, bool, u64)]) -> HeldLocks {
         let mut h = HeldLocks::default();
@@ -61,13 +56,7 @@ mod tests {
     fn a_release_by_another_goroutine_takes_off_the_latest_hold_of_its_kind() {
         // Read-locked twice and write-locked between: one foreign RUnlock.
         let h = set(&[(0x100, true, 10), (0x200, false, 11), (0x100, true, 12)]);
-        let mut released = HashMap::from([(
-            ReleaseKey {
-                goid: 7,
-                lock: 0x101,
-            },
-            1,
-        )]);
+        let mut released = counts(&[(7, 0x101)]);
         let live = live_holds(7, &h, 0, &mut released);
         assert_eq!(live.locks, vec![(0x100, true), (0x200, false)]);
         assert_eq!(live.sites, vec![0, 1]);
@@ -77,13 +66,7 @@ mod tests {
     #[test]
     fn a_write_release_leaves_a_read_hold_of_the_same_lock() {
         let h = set(&[(0x100, true, 10)]);
-        let mut released = HashMap::from([(
-            ReleaseKey {
-                goid: 7,
-                lock: 0x100,
-            },
-            1,
-        )]);
+        let mut released = counts(&[(7, 0x100)]);
         let live = live_holds(7, &h, 0, &mut released);
         assert_eq!(live.locks, vec![(0x100, true)]);
     }
@@ -99,13 +82,7 @@ mod tests {
     #[test]
     fn another_goroutines_count_is_not_used() {
         let h = set(&[(0x100, false, 10)]);
-        let mut released = HashMap::from([(
-            ReleaseKey {
-                goid: 8,
-                lock: 0x100,
-            },
-            1,
-        )]);
+        let mut released = counts(&[(8, 0x100)]);
         let live = live_holds(7, &h, 0, &mut released);
         assert_eq!(live.locks, vec![(0x100, false)]);
         assert_eq!(released.values().sum::<u64>(), 1);
